@@ -1,0 +1,335 @@
+"""The framework-neutral record of one forward pass: ``Trace`` and its ``Stage``s.
+
+Everything downstream (rendering, explanations, the CLI) reads Traces and never
+imports torch or keras.  Conventions:
+
+* ``Stage.output`` is float32, channels-first: ``(B, C, H, W)`` for spatial
+  stages, ``(B, N)`` for flat ones.
+* ``Stage.weights`` use PyTorch's layout whatever the framework: a conv kernel
+  is ``(out, in / groups, kh, kw)``, a dense matrix ``(out, in)``.
+* ``Stage.params`` hold the op's parameters with tuples for pairs
+  (``kernel_size=(3, 3)``), so a Trace saved and loaded compares equal.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence, get_args
+
+import numpy as np
+
+from .errors import TraceError
+
+__all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages"]
+
+StageKind = Literal[
+    "conv", "norm", "activation", "pool", "dense", "flatten", "dropout",
+    "merge", "reshape", "output", "other",
+]
+STAGE_KINDS: tuple[str, ...] = get_args(StageKind)
+
+_FORMAT = "convlens-trace"
+_VERSION = 1
+
+
+def _freeze(value: Any) -> Any:
+    """Make a params value JSON-round-trippable: lists -> tuples, numpy scalars -> Python."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _freeze(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TraceError(
+        f"stage parameter value {value!r} of type {type(value).__name__} is not storable; "
+        "expected numbers, strings, booleans, None, or lists/dicts of them"
+    )
+
+
+@dataclass(eq=False)
+class Stage:
+    """One step of the forward pass: what an op (conv, ReLU, pool...) produced."""
+
+    index: int
+    name: str
+    kind: StageKind
+    op: str
+    output: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    source: int | None = None
+    """Index of the stage whose output fed this one; -1 for the model input; None if unknown."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in STAGE_KINDS:
+            raise TraceError(
+                f"unknown stage kind {self.kind!r}; expected one of {', '.join(STAGE_KINDS)}"
+            )
+        self.output = np.asarray(self.output)
+        if self.output.dtype not in (np.float32, np.float16):
+            self.output = self.output.astype(np.float32)
+        self.params = _freeze(dict(self.params))
+        self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
+
+    # -- shape helpers ------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the output without the batch axis: ``(C, H, W)`` or ``(N,)``."""
+        return tuple(self.output.shape[1:])
+
+    @property
+    def is_spatial(self) -> bool:
+        return self.output.ndim == 4
+
+    @property
+    def channels(self) -> int:
+        return int(self.output.shape[1]) if self.output.ndim >= 2 else 1
+
+    @property
+    def shape_str(self) -> str:
+        """The shape as people write it: ``148x224x3`` (H x W x C) or ``1000``."""
+        if self.is_spatial:
+            _, c, h, w = self.output.shape
+            return f"{h}x{w}x{c}"
+        return "x".join(str(s) for s in self.shape)
+
+    def __repr__(self) -> str:
+        return f"Stage({self.index}, {self.name!r}, {self.kind}, {self.op}, {self.shape_str})"
+
+    def equals(self, other: "Stage") -> bool:
+        """Exact equality of every field, arrays compared element-wise and by dtype."""
+        return (
+            isinstance(other, Stage)
+            and (self.index, self.name, self.kind, self.op, self.source)
+            == (other.index, other.name, other.kind, other.op, other.source)
+            and self.params == other.params
+            and _arrays_equal(self.output, other.output)
+            and self.weights.keys() == other.weights.keys()
+            and all(_arrays_equal(self.weights[k], other.weights[k]) for k in self.weights)
+        )
+
+
+def _arrays_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+@dataclass(eq=False)
+class Trace:
+    """Stages of one forward pass in execution order, with the input that made them.
+
+    ``input`` is the batch of images as the user gave them, ``(B, H, W, 3)`` float32
+    in [0, 1].  ``model_input`` is what the model really received, channels-first
+    ``(B, C, H, W)``, after the ``preprocessing`` steps listed in order.
+    """
+
+    stages: list[Stage]
+    input: np.ndarray
+    framework: str
+    model_name: str
+    model_input: np.ndarray | None = None
+    preprocessing: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.input = np.asarray(self.input, dtype=np.float32)
+        if self.model_input is not None:
+            self.model_input = np.asarray(self.model_input, dtype=np.float32)
+        self.preprocessing = [_freeze(dict(p)) for p in self.preprocessing]
+        self.meta = _freeze(dict(self.meta))
+        seen: set[str] = set()
+        for stage in self.stages:
+            if stage.name in seen:
+                raise TraceError(f"two stages are named {stage.name!r}; stage names must be unique")
+            seen.add(stage.name)
+
+    # -- access -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.stages)
+
+    def __iter__(self) -> Iterator[Stage]:
+        return iter(self.stages)
+
+    def __getitem__(self, key: int | str) -> Stage:
+        if isinstance(key, (int, np.integer)):
+            try:
+                return self.stages[int(key)]
+            except IndexError:
+                raise TraceError(
+                    f"stage index {key} is out of range; this trace has {len(self)} stages "
+                    f"(0..{len(self) - 1})"
+                ) from None
+        for stage in self.stages:
+            if stage.name == key:
+                return stage
+        raise TraceError(
+            f"no stage named {key!r}; stages are: {', '.join(self.names) or '(none)'}"
+        )
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.stages]
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input.shape[0])
+
+    @property
+    def output(self) -> np.ndarray:
+        """The output of the last stage (the model's output when every stage was kept)."""
+        if not self.stages:
+            raise TraceError("this trace has no stages")
+        return self.stages[-1].output
+
+    def select(self, selectors: str | Sequence[str]) -> list[Stage]:
+        """Stages matching names, kinds or glob patterns (see :func:`select_stages`)."""
+        keep = select_stages([(s.name, s.kind) for s in self.stages], selectors)
+        return [s for s in self.stages if s.name in keep]
+
+    def summary(self) -> str:
+        """A plain-text table: index, name, kind, op, output shape."""
+        rows = [("#", "name", "kind", "op", "output (HxWxC)")]
+        rows.append(("", "input", "", "", "x".join(str(s) for s in self.input.shape[1:])))
+        for s in self.stages:
+            rows.append((str(s.index), s.name, s.kind, s.op, s.shape_str))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"Trace({self.framework}, {self.model_name!r}, batch={self.batch_size}, "
+            f"{len(self)} stages)"
+        )
+
+    # -- persistence --------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the trace to one ``.npz`` file (arrays + a JSON header); returns the path."""
+        path = Path(path)
+        header = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "framework": self.framework,
+            "model_name": self.model_name,
+            "preprocessing": self.preprocessing,
+            "meta": self.meta,
+            "has_model_input": self.model_input is not None,
+            "stages": [
+                {
+                    "index": s.index, "name": s.name, "kind": s.kind, "op": s.op,
+                    "params": s.params, "source": s.source, "weights": list(s.weights),
+                }
+                for s in self.stages
+            ],
+        }
+        arrays: dict[str, np.ndarray] = {"input": self.input}
+        if self.model_input is not None:
+            arrays["model_input"] = self.model_input
+        for i, s in enumerate(self.stages):
+            arrays[f"s{i}.output"] = s.output
+            for k, w in s.weights.items():
+                arrays[f"s{i}.w.{k}"] = w
+        arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trace":
+        """Read a file written by :meth:`save` (never unpickles anything)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise TraceError(f"{path}: no such file; expected a trace written by Trace.save()") from None
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise TraceError(
+                f"{path}: not a convlens trace ({type(exc).__name__}: {exc}); "
+                "expected a .npz file written by Trace.save()"
+            ) from None
+        try:
+            header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+            if header.get("format") != _FORMAT:
+                raise ValueError("missing format marker")
+            if header.get("version") != _VERSION:
+                raise TraceError(
+                    f"{path}: trace format version {header.get('version')} is not supported; "
+                    f"this convlens reads version {_VERSION}"
+                )
+            stages = [
+                Stage(
+                    index=h["index"], name=h["name"], kind=h["kind"], op=h["op"],
+                    output=arrays[f"s{i}.output"], params=h["params"],
+                    weights={k: arrays[f"s{i}.w.{k}"] for k in h["weights"]},
+                    source=h["source"],
+                )
+                for i, h in enumerate(header["stages"])
+            ]
+            return cls(
+                stages=stages,
+                input=arrays["input"],
+                framework=header["framework"],
+                model_name=header["model_name"],
+                model_input=arrays["model_input"] if header["has_model_input"] else None,
+                preprocessing=header["preprocessing"],
+                meta=header["meta"],
+            )
+        except TraceError:
+            raise
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+            raise TraceError(
+                f"{path}: damaged or foreign .npz ({type(exc).__name__}: {exc}); "
+                "expected a file written by Trace.save()"
+            ) from None
+
+    def equals(self, other: "Trace") -> bool:
+        """Exact equality of every field (used to check save/load round trips)."""
+        return (
+            isinstance(other, Trace)
+            and (self.framework, self.model_name) == (other.framework, other.model_name)
+            and self.preprocessing == other.preprocessing
+            and self.meta == other.meta
+            and _arrays_equal(self.input, other.input)
+            and _arrays_equal(self.model_input, other.model_input)
+            and len(self.stages) == len(other.stages)
+            and all(a.equals(b) for a, b in zip(self.stages, other.stages))
+        )
+
+
+def select_stages(
+    stages: Sequence[tuple[str, str]], selectors: str | Sequence[str] | None
+) -> set[str]:
+    """Names of the ``(name, kind)`` pairs matched by any selector.
+
+    A selector is a stage name (``"conv1"``), a kind (``"conv"``, ``"pool"``...) or a
+    glob pattern (``"block3*"``); a comma-separated string holds several.  A selector
+    that matches nothing is an error that lists the stages there are.
+    """
+    if selectors is None:
+        return {name for name, _ in stages}
+    if isinstance(selectors, str):
+        selectors = [s.strip() for s in selectors.split(",")]
+    selectors = [s for s in selectors if s]
+    if not selectors:
+        raise TraceError("empty layer selection; give stage names, kinds or glob patterns")
+    keep: set[str] = set()
+    for sel in selectors:
+        hits = {
+            name for name, kind in stages
+            if name == sel or kind == sel or fnmatch.fnmatchcase(name, sel)
+        }
+        if not hits:
+            names = ", ".join(n for n, _ in stages)
+            raise TraceError(
+                f"layer selector {sel!r} matches no stage; expected a name, a kind "
+                f"({', '.join(STAGE_KINDS)}) or a glob; stages are: {names}"
+            )
+        keep |= hits
+    return keep
