@@ -304,13 +304,14 @@ class Trace:
 
 
 def select_stages(
-    stages: Sequence[tuple[str, str]], selectors: str | Sequence[str] | None
+    stages: Sequence[tuple[str, str]], selectors: str | Sequence[str] | None,
+    strict: bool = True,
 ) -> set[str]:
     """Names of the ``(name, kind)`` pairs matched by any selector.
 
     A selector is a stage name (``"conv1"``), a kind (``"conv"``, ``"pool"``...) or a
-    glob pattern (``"block3*"``); a comma-separated string holds several.  A selector
-    that matches nothing is an error that lists the stages there are.
+    glob pattern (``"block3*"``); a comma-separated string holds several.  With
+    ``strict``, a selector that matches nothing is an error that lists the stages.
     """
     if selectors is None:
         return {name for name, _ in stages}
@@ -325,7 +326,7 @@ def select_stages(
             name for name, kind in stages
             if name == sel or kind == sel or fnmatch.fnmatchcase(name, sel)
         }
-        if not hits:
+        if not hits and strict:
             names = ", ".join(n for n, _ in stages)
             raise TraceError(
                 f"layer selector {sel!r} matches no stage; expected a name, a kind "

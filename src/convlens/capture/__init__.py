@@ -1,0 +1,137 @@
+"""``capture(model, images)``: run a model once and record every stage into a Trace.
+
+Dispatches on the model's type (PyTorch ``nn.Module`` or Keras 3 model) without
+importing either framework until it is needed.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import CaptureError, ModelError
+from ..images import as_batch
+from ..preprocess import Preprocess
+from ..trace import Stage, Trace, select_stages
+
+__all__ = ["capture", "framework_of"]
+
+
+def framework_of(model: Any) -> str:
+    """``"torch"`` or ``"keras"``; ModelError for anything else."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        keras = sys.modules.get("keras")
+        if keras is not None and isinstance(model, keras.Layer):
+            return "keras"  # Keras layers are also nn.Modules on the torch backend
+        return "torch"
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.Layer):
+        return "keras"
+    raise ModelError(
+        f"cannot capture a {type(model).__module__}.{type(model).__name__}; expected a "
+        "torch.nn.Module or a keras.Model (load files with convlens.load_model)"
+    )
+
+
+def _adapter(framework: str) -> Callable:
+    if framework == "torch":
+        from .torch import capture_torch
+        return capture_torch
+    from .keras import capture_keras
+    return capture_keras
+
+
+def _expected(model: Any, framework: str) -> tuple[int | None, tuple[int, int] | None]:
+    if framework == "torch":
+        from .torch import expected_channels
+        return expected_channels(model), None
+    from .keras import expected_input
+    return expected_input(model)
+
+
+def _auto_preprocess(channels: int | None, size: tuple[int, int] | None,
+                     hw: tuple[int, int]) -> Preprocess:
+    if channels not in (None, 1, 3):
+        raise CaptureError(
+            f"the model expects {channels}-channel input; convlens feeds RGB (3) or "
+            "greyscale (1) images — pass preprocess= to say how to make its input"
+        )
+    return Preprocess(size=size if size is not None and size != hw else None,
+                      grayscale=channels == 1)
+
+
+def capture(
+    model: Any,
+    images: Any,
+    layers: str | Sequence[str] | None = None,
+    *,
+    preprocess: Preprocess | None = None,
+    name: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Trace:
+    """Run ``model`` once on ``images`` and return every stage it computed.
+
+    ``images``: one image ``(H, W, 3)``, a batch ``(B, H, W, 3)`` (float in [0, 1]),
+    a path, bytes, or a list of those (see :func:`convlens.as_batch`).
+    ``layers``: keep only stages matching these names, kinds or glob patterns
+    (e.g. ``"conv"``, ``["conv1", "block3*"]``); ``None`` keeps all.
+    ``preprocess``: how images become the model's input; by default nothing but
+    what the model's declared input needs (greyscale for 1-channel models, the
+    fixed size of a Keras input).  Every step is listed in ``trace.preprocessing``.
+
+    The model is not changed: hooks are removed, train/eval modes and weights restored.
+    """
+    framework = framework_of(model)
+    batch = as_batch(images)
+    if preprocess is None:
+        preprocess = _auto_preprocess(*_expected(model, framework), batch.shape[1:3])
+    x, steps = preprocess.apply(batch)
+
+    if layers is None:
+        keep = None
+    else:
+        selectors = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
+        keep = _Selector(selectors)
+    stages, output, model_name = _adapter(framework)(model, x, keep)
+    if keep is not None:
+        keep.check()
+    if not stages or (keep is None and not _same(stages[-1].output, output)):
+        if keep is None or keep("output", "output"):
+            stages.append(Stage(index=len(stages), name="output", kind="output", op="output",
+                                output=output, source=None))
+    return Trace(
+        stages=stages, input=batch, framework=framework, model_name=name or model_name,
+        model_input=x, preprocessing=steps, meta=meta or {},
+    )
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a, b)
+
+
+class _Selector:
+    """The ``layers=`` filter; remembers which selectors matched, to report the ones that did not."""
+
+    def __init__(self, selectors: list[str]):
+        self.selectors = [s for s in selectors if s]
+        if not self.selectors:
+            raise CaptureError("empty layer selection; give stage names, kinds or glob patterns")
+        self.seen: list[tuple[str, str]] = []
+        self.matched: set[str] = set()
+
+    def __call__(self, name: str, kind: str) -> bool:
+        self.seen.append((name, kind))
+        hits = [s for s in self.selectors if select_stages([(name, kind)], [s], strict=False)]
+        self.matched.update(hits)
+        return bool(hits)
+
+    def check(self) -> None:
+        missing = [s for s in self.selectors if s not in self.matched]
+        if missing:
+            names = ", ".join(n for n, _ in self.seen if n != "output")
+            raise CaptureError(
+                f"layer selector {missing[0]!r} matches no stage; expected a stage name, a kind "
+                f"(conv, norm, activation, pool, dense...) or a glob; stages are: {names}"
+            )
