@@ -48,9 +48,17 @@ _ACT_NAMES = {
 }
 
 
+def _cls(m: nn.Module) -> type:
+    """The module's class; for a loaded TorchScript module, the ``torch.nn`` class it was."""
+    if isinstance(m, torch.jit.ScriptModule):
+        return getattr(nn, getattr(m, "original_name", ""), type(m))
+    return type(m)
+
+
 def _kind(m: nn.Module) -> str:
+    cls = _cls(m)
     for classes, kind in _KINDS:
-        if isinstance(m, classes):
+        if issubclass(cls, classes):
             return kind
     return "other"
 
@@ -61,10 +69,11 @@ def _tuple(v: Any) -> Any:
 
 def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
     """The stage kind and the op parameters of one module."""
-    kind = _kind(m)
+    kind, cls = _kind(m), _cls(m)
     p: dict[str, Any] = {}
     if kind == "conv":
         pad = getattr(m, "convlens_padding", None) or _tuple(m.padding)
+        # (TorchScript keeps these attributes, so scripted modules are described too)
         p = dict(kernel_size=_tuple(m.kernel_size), stride=_tuple(m.stride), padding=pad,
                  dilation=_tuple(m.dilation), groups=m.groups, in_channels=m.in_channels,
                  out_channels=m.out_channels, bias=m.bias is not None)
@@ -72,7 +81,7 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
             p["transposed"] = True
             p["output_padding"] = _tuple(m.output_padding)
     elif kind == "pool":
-        name = type(m).__name__
+        name = cls.__name__
         p["mode"] = "max" if "Max" in name else ("avg" if "Avg" in name else "lp")
         if "Adaptive" in name:
             p["adaptive"] = True
@@ -89,16 +98,16 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
             if p["mode"] == "avg" and hasattr(m, "count_include_pad"):
                 p["count_include_pad"] = bool(m.count_include_pad)
     elif kind == "activation":
-        p["function"] = _ACT_NAMES.get(type(m), type(m).__name__.lower())
-        if isinstance(m, nn.LeakyReLU):
+        p["function"] = _ACT_NAMES.get(cls, cls.__name__.lower())
+        if issubclass(cls, nn.LeakyReLU):
             p["alpha"] = float(m.negative_slope)
-        elif isinstance(m, (nn.ELU, nn.CELU)):
+        elif issubclass(cls, (nn.ELU, nn.CELU)):
             p["alpha"] = float(m.alpha)
-        elif isinstance(m, nn.GELU):
+        elif issubclass(cls, nn.GELU):
             p["approximate"] = m.approximate
-        elif isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+        elif issubclass(cls, (nn.Softmax, nn.LogSoftmax)):
             p["dim"] = m.dim
-        elif isinstance(m, nn.Softplus):
+        elif issubclass(cls, nn.Softplus):
             p["beta"], p["threshold"] = float(m.beta), float(m.threshold)
         if getattr(m, "inplace", False):
             p["inplace"] = True
@@ -107,9 +116,9 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
             v = getattr(m, attr, None)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 p[attr] = v
-    elif kind == "dense" and isinstance(m, nn.Linear):
+    elif kind == "dense" and issubclass(cls, nn.Linear):
         p = dict(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
-    elif kind == "flatten" and isinstance(m, nn.Flatten):
+    elif kind == "flatten" and issubclass(cls, nn.Flatten):
         p = dict(start_dim=m.start_dim, end_dim=m.end_dim)
     elif kind == "dropout":
         p = dict(p=float(m.p))
@@ -134,7 +143,7 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def expected_channels(model: nn.Module) -> int | None:
     """Input channels of the first conv layer (or None when there is none)."""
     for _, m in _leaves(model):
-        if isinstance(m, nn.modules.conv._ConvNd):
+        if _kind(m) == "conv":
             return int(m.in_channels)
     return None
 
@@ -200,6 +209,39 @@ def _run(model: nn.Module, x: torch.Tensor, keep, copy_all: bool) -> tuple[Recor
     return rec, output, mutated
 
 
+def _run_script(model: torch.jit.ScriptModule, x: torch.Tensor, keep) -> tuple[Recorder, Any]:
+    """Step through a loaded TorchScript ``nn.Sequential`` module by module.
+
+    TorchScript runs ``forward`` outside Python, so hooks cannot see inside it;
+    a scripted Sequential can still be run one child at a time.
+    """
+    rec = Recorder(keep)
+    rec.mark_input(x)
+
+    def forward(m: Any, x: Any, prefix: str) -> Any:
+        kids = list(m.named_children())
+        if kids:
+            if getattr(m, "original_name", "") != "Sequential":
+                raise ModelError(
+                    f"TorchScript module {prefix or 'model'!r} is a scripted "
+                    f"{getattr(m, 'original_name', type(m).__name__)}, whose forward convlens "
+                    "cannot step through; expected a scripted nn.Sequential — or pass the "
+                    "Python nn.Module to convlens.capture"
+                )
+            for n, c in kids:
+                x = forward(c, x, f"{prefix}.{n}" if prefix else n)
+            return x
+        kind, params = describe_module(m)
+        out = m(x)
+        p = rec.record(rec.unique_name(prefix or m.original_name.lower()), kind,
+                       m.original_name, params, lambda: _weights(m), x, out)
+        if p is not None:
+            p.tensor = out.detach().clone()
+        return out
+
+    return rec, forward(model, x, "")
+
+
 def capture_torch(model: nn.Module, x: np.ndarray, keep) -> tuple[list, np.ndarray, str]:
     """Run ``model`` on the channels-first batch ``x`` and record every leaf call.
 
@@ -216,7 +258,10 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep) -> tuple[list, np.ndarr
         model.eval()
         with torch.no_grad():
             try:
-                rec, output, mutated = _run(model, xt, keep, copy_all=False)
+                if isinstance(model, torch.jit.ScriptModule):
+                    (rec, output), mutated = _run_script(model, xt, keep), False
+                else:
+                    rec, output, mutated = _run(model, xt, keep, copy_all=False)
                 if mutated:  # an in-place op inside some forward(): repeat, copying
                     rec, output, mutated = _run(model, xt, keep, copy_all=True)
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:

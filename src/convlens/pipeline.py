@@ -1,0 +1,42 @@
+"""From "these images and this network" to a Trace: the path the CLI and the demo take."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from .capture import capture
+from .errors import ConvlensError
+from .images import as_batch
+from .trace import Trace
+
+__all__ = ["make_trace", "trace_spec"]
+
+
+def trace_spec(images: Any, spec: str, backend: str = "torch", seed: int = 0,
+               layers: str | Sequence[str] | None = None) -> Trace:
+    """Build the toy network ``spec`` for these images (seeded) and capture it."""
+    from .nets import build, parse_spec
+
+    batch = as_batch(images)
+    net = parse_spec(spec)
+    model = build(net, backend=backend, seed=seed, in_shape=(3, *batch.shape[1:3]))
+    return capture(model, batch, layers, name=net.text(),
+                   meta={"spec": net.text(), "seed": seed, "backend": backend})
+
+
+def make_trace(images: Any, *, net: str | None = None, model: str | None = None,
+               backend: str = "torch", seed: int = 0,
+               layers: str | Sequence[str] | None = None) -> Trace:
+    """A Trace of ``images`` through a toy-network spec (``net``) or a model file /
+    ``zoo:NAME`` (``model``) — exactly one of the two."""
+    if (net is None) == (model is None):
+        raise ConvlensError("give exactly one of a network spec (--net) or a model (--model)")
+    if net is not None:
+        return trace_spec(images, net, backend=backend, seed=seed, layers=layers)
+    from .models import load_model
+
+    loaded = load_model(model, backend=backend)
+    meta: dict[str, Any] = dict(loaded.meta)
+    if loaded.class_names is not None:
+        meta["class_names"] = list(loaded.class_names)
+    return capture(loaded.model, images, layers, preprocess=loaded.preprocess,
+                   name=loaded.name, meta=meta)
