@@ -106,7 +106,7 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
             continue
         trace = trace_spec(image, exp.spec, backend=backend, seed=seed)
         _result_figure(trace, exp.view).save(outdir / f"{stem}_result.png")
-        render.journey(trace, tile_px=160).save(outdir / f"{stem}_journey.png")
+        render.journey(trace, tile=160).save(outdir / f"{stem}_journey.png")
         said = " ".join(describe_stage(trace, s) for s in trace.stages)
         cards.append(dict(n=i, title=exp.title, spec=exp.spec, shape=trace.stages[-1].shape_str,
                           note=exp.note, said=said, result=f"{stem}_result.png",

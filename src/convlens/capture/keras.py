@@ -178,6 +178,18 @@ def _first_tensor(value: Any) -> Any:
     return value if hasattr(value, "shape") else None
 
 
+def _reorder_after_flatten(rec: Recorder, p: Any) -> None:
+    """A dense layer fed by a flattened (H, W, C) map: order its input columns as
+    (C, H, W), to match the flatten stage as convlens stores it."""
+    src = rec.pending[p.source] if p.source is not None and p.source >= 0 else None
+    hwc = src.extra.get("hwc") if src is not None else None
+    w = p.weights.get("weight")
+    if hwc is not None and w is not None and w.ndim == 2:
+        p.weights["weight"] = np.ascontiguousarray(
+            w.reshape(w.shape[0], *hwc).transpose(0, 3, 1, 2).reshape(w.shape[0], -1))
+        p.params["input_order"] = "reordered from (H, W, C) to (C, H, W)"
+
+
 def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
     kind, params = describe_layer(layer)
     op = type(layer).__name__
@@ -192,6 +204,8 @@ def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
                            lambda: _weights(layer), inp, _first_tensor(out))
             if p is not None and kind == "flatten" and len(inp.shape) == 4 and _channels_last(layer):
                 p.extra["hwc"] = tuple(int(s) for s in inp.shape[1:])
+            if p is not None and kind == "dense":
+                _reorder_after_flatten(rec, p)
             return out
         layer.activation = linear
         try:
@@ -200,8 +214,10 @@ def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
             layer.activation = act
         out = act(pre)
         fn = _act_name(act)
-        rec.record(rec.unique_name(layer.name), kind, op, {**params, "activation": fn},
-                   lambda: _weights(layer), inp, pre)
+        p = rec.record(rec.unique_name(layer.name), kind, op, {**params, "activation": fn},
+                       lambda: _weights(layer), inp, pre)
+        if p is not None and kind == "dense":
+            _reorder_after_flatten(rec, p)
         rec.record(rec.unique_name(f"{layer.name}.{fn}"), "activation", f"{op}.activation",
                    {"function": fn, "fused": True}, dict, pre, out)
         return out

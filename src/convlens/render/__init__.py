@@ -1,0 +1,30 @@
+"""Pictures of a Trace: NumPy + Pillow only (matplotlib is read lazily for colour tables).
+
+Every function returns a :class:`Figure` (a Pillow image plus ``meta`` recording, per
+panel, the stage, shape, norm and the value range each colour scale maps); none shows
+anything.  Same inputs give byte-identical PNGs (``Figure.save``).
+
+* ``rgb``      a 3-channel stage as an RGB composite
+* ``heatmap``  one channel with a colour bar of its real values
+* ``grid``     every channel as a labelled tile
+* ``bars``     a flat (B, N) stage as bars over a colour strip
+* ``stage``    picks rgb / heatmap / grid / bars from the stage's shape
+* ``journey``  the input and every stage in order, one band per image
+* ``batch``    several images of a batch side by side through one stage
+"""
+from __future__ import annotations
+
+from .colormaps import CMAPS, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, DIVERGING, SEQUENTIAL, CmapName, lut
+from .figure import Figure, save_png
+from .gridview import grid
+from .journeyview import batch, global_range, journey
+from .layout import upscale
+from .scale import NORMS, Norm, Scale
+from .views import bars, heatmap, rgb, stage
+
+__all__ = [
+    "Figure", "save_png",
+    "rgb", "heatmap", "grid", "bars", "stage", "journey", "batch",
+    "Scale", "Norm", "NORMS", "CmapName", "CMAPS", "SEQUENTIAL", "DIVERGING",
+    "DEFAULT_SEQUENTIAL", "DEFAULT_DIVERGING", "lut", "upscale", "global_range",
+]

@@ -1,0 +1,148 @@
+"""Composition of figure pieces: ``Block`` (an image plus meta records that know where
+they were drawn) stacked vertically/horizontally, and pixel resizing rules.
+
+Every record may hold a ``"box"`` (or ``"..._box"``) ``(x0, y0, x1, y1)`` (x1, y1
+exclusive) in the block's pixels; stacking shifts boxes, nested record lists included, so the final
+``Figure.meta`` says where each panel and tile is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .text import BACKGROUND
+
+__all__ = ["Block", "vstack", "hstack", "pad", "grid_layout", "upscale", "zoom_factor", "fit_image", "shift"]
+
+
+@dataclass
+class Block:
+    image: Image.Image
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+def shift(record: Any, dx: int, dy: int) -> Any:
+    """A copy of ``record`` with every ``"box"`` inside it moved by (dx, dy)."""
+    if isinstance(record, dict):
+        out = {}
+        for k, v in record.items():
+            if (k == "box" or k.endswith("_box")) and v is not None:
+                x0, y0, x1, y1 = v
+                out[k] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+            else:
+                out[k] = shift(v, dx, dy)
+        return out
+    if isinstance(record, list):
+        return [shift(r, dx, dy) for r in record]
+    return record
+
+
+def _as_block(b: Block | Image.Image) -> Block:
+    return b if isinstance(b, Block) else Block(b)
+
+
+def _paste(canvas: Image.Image, blocks: Sequence[Block], offsets: Sequence[tuple[int, int]]) -> Block:
+    records: list[dict[str, Any]] = []
+    for b, (x, y) in zip(blocks, offsets):
+        canvas.paste(b.image, (x, y))
+        records.extend(shift(b.records, x, y))
+    return Block(canvas, records)
+
+
+def vstack(
+    blocks: Sequence[Block | Image.Image], gap: int = 0,
+    align: Literal["left", "center", "right"] = "left",
+) -> Block:
+    blocks = [_as_block(b) for b in blocks]
+    if not blocks:
+        return Block(Image.new("RGB", (1, 1), BACKGROUND))
+    w = max(b.width for b in blocks)
+    h = sum(b.height for b in blocks) + gap * (len(blocks) - 1)
+    canvas = Image.new("RGB", (w, h), BACKGROUND)
+    offsets, y = [], 0
+    for b in blocks:
+        x = {"left": 0, "center": (w - b.width) // 2, "right": w - b.width}[align]
+        offsets.append((x, y))
+        y += b.height + gap
+    return _paste(canvas, blocks, offsets)
+
+
+def hstack(
+    blocks: Sequence[Block | Image.Image], gap: int = 0,
+    align: Literal["top", "center", "bottom"] = "top",
+) -> Block:
+    blocks = [_as_block(b) for b in blocks]
+    if not blocks:
+        return Block(Image.new("RGB", (1, 1), BACKGROUND))
+    w = sum(b.width for b in blocks) + gap * (len(blocks) - 1)
+    h = max(b.height for b in blocks)
+    canvas = Image.new("RGB", (w, h), BACKGROUND)
+    offsets, x = [], 0
+    for b in blocks:
+        y = {"top": 0, "center": (h - b.height) // 2, "bottom": h - b.height}[align]
+        offsets.append((x, y))
+        x += b.width + gap
+    return _paste(canvas, blocks, offsets)
+
+
+def pad(block: Block | Image.Image, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> Block:
+    block = _as_block(block)
+    canvas = Image.new("RGB", (block.width + left + right, block.height + top + bottom), BACKGROUND)
+    return _paste(canvas, [block], [(left, top)])
+
+
+def upscale(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by an integer factor (each value becomes a
+    ``factor x factor`` block; values are never blended)."""
+    factor = int(factor)
+    if factor <= 1:
+        return arr
+    return np.repeat(np.repeat(arr, factor, axis=0), factor, axis=1)
+
+
+def zoom_factor(h: int, w: int, box: int) -> int:
+    """The integer factor that makes an ``h x w`` map as big as fits a ``box``-pixel
+    square (at least 1)."""
+    return max(1, int(box) // max(1, h, w))
+
+
+def fit_image(pixels: np.ndarray, box: int) -> tuple[Image.Image, float]:
+    """An ``(h, w, 3)`` uint8 picture sized to fit a ``box`` square: enlarged by an
+    integer factor (nearest neighbour) when smaller, reduced (area average,
+    ``Image.BOX``) when larger.  Returns the image and the zoom (display px per value)."""
+    h, w = pixels.shape[:2]
+    if max(h, w) <= box:
+        k = zoom_factor(h, w, box)
+        return Image.fromarray(np.ascontiguousarray(upscale(pixels, k))), float(k)
+    ratio = box / max(h, w)
+    size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+    img = Image.fromarray(np.ascontiguousarray(pixels)).resize(size, Image.Resampling.BOX)
+    return img, size[0] / w
+
+
+def grid_layout(blocks: Sequence[Block | Image.Image], cols: int, gap: int = 4) -> Block:
+    """Blocks in rows of ``cols``, each centred in a cell as big as the largest block."""
+    blocks = [_as_block(b) for b in blocks]
+    if not blocks:
+        return Block(Image.new("RGB", (1, 1), BACKGROUND))
+    cols = max(1, min(int(cols), len(blocks)))
+    cw = max(b.width for b in blocks)
+    ch = max(b.height for b in blocks)
+    rows = (len(blocks) + cols - 1) // cols
+    canvas = Image.new("RGB", (cols * cw + gap * (cols - 1), rows * ch + gap * (rows - 1)), BACKGROUND)
+    offsets = []
+    for i, b in enumerate(blocks):
+        r, c = divmod(i, cols)
+        offsets.append((c * (cw + gap) + (cw - b.width) // 2, r * (ch + gap) + (ch - b.height) // 2))
+    return _paste(canvas, blocks, offsets)
