@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,7 +89,9 @@ def _load_torchscript(path: Path) -> Any:
             "torch.jit.script(model).save(path), or pass the nn.Module in Python"
         )
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript's own deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ModelError(

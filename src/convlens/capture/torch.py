@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CaptureError, ModelError
+from ..errors import CaptureError, ConvlensError, ModelError
 from .recorder import Pending, Recorder
 
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
@@ -264,6 +264,8 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep) -> tuple[list, np.ndarr
                     rec, output, mutated = _run(model, xt, keep, copy_all=False)
                 if mutated:  # an in-place op inside some forward(): repeat, copying
                     rec, output, mutated = _run(model, xt, keep, copy_all=True)
+            except ConvlensError:
+                raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise CaptureError(
