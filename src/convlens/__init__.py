@@ -14,6 +14,7 @@ from .capture import capture
 from .errors import (
     CaptureError, ConvlensError, ImageError, ModelError, RenderError, SpecError, TraceError,
 )
+from .digits import digits
 from .images import as_batch, cat, load_image, resize
 from .models import LoadedModel, load_model
 from .nets import build, parse_spec
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     # images in
-    "load_image", "cat", "as_batch", "resize", "Preprocess",
+    "load_image", "cat", "digits", "as_batch", "resize", "Preprocess",
     # capture
     "capture", "make_trace", "Trace", "Stage", "STAGE_KINDS",
     # networks and models

@@ -56,6 +56,9 @@ def _cls(m: nn.Module) -> type:
 
 
 def _kind(m: nn.Module) -> str:
+    declared = getattr(m, "convlens_kind", None)  # a module may say what it is (e.g. "merge")
+    if declared is not None:
+        return declared
     cls = _cls(m)
     for classes, kind in _KINDS:
         if issubclass(cls, classes):
