@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from .errors import ConvlensError
 
-__all__ = ["main"]
+__all__ = ["main", "COMMAND_MODULES"]
+
+# Each of these modules has add_parser(subparsers) -> ArgumentParser, which adds
+# its command, and run(args) -> exit status (or sets `handler` with set_defaults).
+COMMAND_MODULES: tuple[str, ...] = (
+    "convlens.explain.cli",
+)
 
 _EXAMPLES = """examples:
   convlens demo -o demo-out
@@ -68,12 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--size", metavar="HxW", help="resize every image to HxW (needed when the "
                    "images' sizes differ)")
 
-    try:
-        from .explain.cli import add_parser as add_explain
-    except ImportError:  # pragma: no cover - explain is part of the package
-        add_explain = None
-    if add_explain is not None:
-        add_explain(sub)
+    d.set_defaults(handler=_cmd_demo)
+    r.set_defaults(handler=_cmd_run)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        cmd = module.add_parser(sub)
+        if cmd.get_default("handler") is None:
+            cmd.set_defaults(handler=module.run)
     return p
 
 
@@ -139,12 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "run":
-            return _cmd_run(args)
-        from .explain.cli import run as run_explain
-        return run_explain(args)
+        return int(args.handler(args))
     except ConvlensError as exc:
         sys.stderr.write(f"convlens {args.command}: error: {exc}\n")
         return 2
