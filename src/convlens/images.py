@@ -389,5 +389,5 @@ def as_batch(
     if len(sizes) > 1:
         seen = ", ".join(f"{h}x{w}" for h, w in sizes)
         raise ImageError(f"images have different sizes ({seen}, as HxW); expected one size "
-                         "— pass size=(h, w) to resize them all")
+                         "— pass size=(h, w) (on the command line: --size HxW) to resize them all")
     return np.ascontiguousarray(np.stack(items), dtype=np.float32)
