@@ -97,18 +97,9 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    index = run_demo(args.out, backend=args.backend, seed=args.seed,
-                     extra_sections=_demo_sections())
+    index = run_demo(args.out, backend=args.backend, seed=args.seed)
     print(f"wrote {index.parent}/ — open {index}")
     return 0
-
-
-def _demo_sections() -> list:
-    try:
-        from .explain import demo_section
-    except ImportError:
-        return []
-    return [demo_section]
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

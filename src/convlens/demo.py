@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
 import numpy as np
 from PIL import Image
@@ -84,10 +84,29 @@ def _progress(out: TextIO, i: int, n: int, title: str) -> None:
     out.flush()
 
 
+def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
+    """The teaching figures (convlens.explain) made from the cat and the demo's networks."""
+    from .explain import demo_section
+
+    image = cat()
+    items = demo_section(outdir, lambda spec: trace_spec(image, spec, backend=backend, seed=seed))
+    cards = [dict(n=f"E{k}", title=it["title"], note=it["caption"], result=it["file"])
+             for k, it in enumerate(items, 1)]
+    return "Explanations: convolution, pooling, activations, shapes", cards
+
+
+SectionMaker = Callable[[Path, str, int], "tuple[str, list[dict]]"]
+SECTIONS: tuple[SectionMaker, ...] = (explanations_section,)
+"""Sections after the tutorial's experiments: each (outdir, backend, seed) -> (title, cards)."""
+
+
 def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
              progress: TextIO | None = sys.stderr,
-             extra_sections: list[Callable[[Path], list[dict]]] | None = None) -> Path:
-    """Run every experiment and write PNGs + ``index.html`` into ``outdir``; returns its path."""
+             sections: Sequence[SectionMaker] | None = None) -> Path:
+    """Run every experiment and write PNGs + ``index.html`` into ``outdir``; returns its path.
+
+    ``sections`` default to :data:`SECTIONS` (explanations...); pass ``()`` for none.
+    """
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     image = cat()
@@ -111,14 +130,17 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
         cards.append(dict(n=i, title=exp.title, spec=exp.spec, shape=trace.stages[-1].shape_str,
                           note=exp.note, said=said, result=f"{stem}_result.png",
                           journey=f"{stem}_journey.png"))
-    sections = [("The 2017 tutorial's experiments", cards)]
-    for make in extra_sections or []:
-        sections.append(make(outdir))
+    done = [("The 2017 tutorial's experiments", cards)]
+    extra = SECTIONS if sections is None else sections
+    for k, make in enumerate(extra, 1):
+        if progress is not None:
+            _progress(progress, n, n, f"section {k}/{len(extra)}: {make.__name__}")
+        done.append(make(outdir, backend, seed))
     if progress is not None:
         _progress(progress, n, n, "done")
-        progress.write(f"\n{n} experiments in {time.perf_counter() - start:.1f} s\n")
+        progress.write(f"\n{n} experiments and {len(done) - 1} more section(s) in {time.perf_counter() - start:.1f} s\n")
     index = outdir / "index.html"
-    index.write_text(_html(sections, backend, seed), encoding="utf-8")
+    index.write_text(_html(done, backend, seed), encoding="utf-8")
     return index
 
 
@@ -139,8 +161,9 @@ def _html(sections: list, backend: str, seed: int) -> str:
         parts.append(f"<h2>{e(title)}</h2>")
         for c in cards:
             parts.append(f"<figure id='exp{c['n']}'><h3>{c['n']}. {e(c['title'])}</h3>")
-            parts.append(f"<p>Network: <code>{e(c['spec'])}</code> · output shape "
-                         f"<b>{e(c['shape'])}</b></p>")
+            if c.get("spec"):
+                parts.append(f"<p>Network: <code>{e(c['spec'])}</code> · output shape "
+                             f"<b>{e(c['shape'])}</b></p>")
             parts.append(f"<img src='{e(c['result'])}' alt='{e(c['title'])}'>")
             parts.append(f"<p>{e(c['note'])}</p>")
             if c.get("said"):

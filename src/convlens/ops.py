@@ -21,6 +21,7 @@ from .errors import ConvlensError
 __all__ = [
     "pair", "resolve_padding", "output_size", "conv2d", "conv2d_at", "pool2d",
     "dense", "batch_norm", "activation", "ACTIVATIONS", "PoolMode",
+    "pool2d_at", "activation_derivative", "ACTIVATION_DERIVATIVES",
 ]
 
 IntPair = Union[int, tuple[int, int]]
@@ -247,5 +248,95 @@ def activation(x: np.ndarray, name: str, **params: float) -> np.ndarray:
     except KeyError:
         raise ConvlensError(
             f"activation {name!r} is unknown; expected one of {', '.join(ACTIVATIONS)}"
+        ) from None
+    return fn(np.asarray(x, dtype=np.float64), **params)
+
+
+def pool2d_at(
+    x: np.ndarray, size: IntPair, channel: int, row: int, col: int,
+    stride: IntPair | None = None, padding: Padding = 0, mode: PoolMode = "max",
+    count_include_pad: bool = True,
+) -> dict[str, np.ndarray | float | tuple[int, int]]:
+    """The arithmetic of one output value of :func:`pool2d` on a ``(C, H, W)`` input.
+
+    Returns the ``window`` ``(kh, kw)`` (0 where it lies in the padding), the
+    ``in_padding`` mask of those cells, the window's top-left ``origin`` in
+    unpadded input coordinates (negative inside the padding), the ``pick``
+    (row, col) inside the window of the maximum (the first one in row-major
+    order, as the frameworks pick; ``None`` for average pooling), the number of
+    cells averaged (``count``) and the ``value`` (equal to :func:`pool2d`).
+    """
+    if mode not in ("max", "avg"):
+        raise ConvlensError(f"pool mode {mode!r} is unknown; expected 'max' or 'avg'")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 3:
+        raise ConvlensError(f"expected an input of shape (C, H, W); got {x.shape}")
+    k = pair(size, "pool size")
+    s = pair(stride if stride is not None else size, "stride")
+    (pt, pb), (pl, pr) = resolve_padding(padding, x.shape[1:], k, s)
+    xp = np.pad(x[channel], ((pt, pb), (pl, pr)))
+    inside = np.pad(np.ones(x.shape[1:], dtype=bool), ((pt, pb), (pl, pr)))
+    r0, c0 = row * s[0], col * s[1]
+    window = xp[r0:r0 + k[0], c0:c0 + k[1]]
+    in_padding = ~inside[r0:r0 + k[0], c0:c0 + k[1]]
+    if window.shape != k:
+        raise ConvlensError(
+            f"pool output position ({row}, {col}) is outside the output; "
+            f"its window would start at padded row {r0}, column {c0}"
+        )
+    pick: tuple[int, int] | None = None
+    if mode == "max":
+        masked = np.where(in_padding, -np.inf, window)
+        flat = int(np.argmax(masked))
+        pick = (flat // k[1], flat % k[1])
+        value = float(masked[pick])
+        count = int((~in_padding).sum())
+    else:
+        count = k[0] * k[1] if count_include_pad else int((~in_padding).sum())
+        value = float(window.sum() / count)
+    return {
+        "window": window, "in_padding": in_padding, "origin": (r0 - pt, c0 - pl),
+        "pick": pick, "count": count, "value": value,
+    }
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _gelu_grad(x: np.ndarray) -> np.ndarray:
+    cdf = 0.5 * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float64))
+    return cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+ACTIVATION_DERIVATIVES: dict[str, Callable[..., np.ndarray]] = {
+    "identity": lambda x: np.ones_like(x),
+    "binary_step": lambda x: np.zeros_like(x),
+    "sigmoid": lambda x: _sigmoid(x) * (1.0 - _sigmoid(x)),
+    "tanh": lambda x: 1.0 - np.tanh(x) ** 2,
+    "arctan": lambda x: 1.0 / (1.0 + x * x),
+    "relu": lambda x: (x > 0).astype(np.float64),
+    "relu6": lambda x: ((x > 0) & (x < 6)).astype(np.float64),
+    "leaky_relu": lambda x, alpha=0.01: np.where(x > 0, 1.0, alpha),
+    "elu": lambda x, alpha=1.0: np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0))),
+    "selu": lambda x: 1.0507009873554805 * np.where(
+        x > 0, 1.0, 1.6732632423543772 * np.exp(np.minimum(x, 0))),
+    "softplus": _sigmoid,
+    "gelu": _gelu_grad,
+    "silu": lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x))),
+}
+"""Derivatives of the element-wise :data:`ACTIVATIONS`.  At a kink (x = 0) they take
+the left-hand value, as PyTorch does (ReLU'(0) = 0); the binary step's is 0 everywhere
+(undefined at 0)."""
+
+
+def activation_derivative(x: np.ndarray, name: str, **params: float) -> np.ndarray:
+    """The derivative of the element-wise activation ``name`` at ``x``, in float64."""
+    try:
+        fn = ACTIVATION_DERIVATIVES[name]
+    except KeyError:
+        raise ConvlensError(
+            f"activation {name!r} has no element-wise derivative here; expected one of "
+            f"{', '.join(ACTIVATION_DERIVATIVES)}"
         ) from None
     return fn(np.asarray(x, dtype=np.float64), **params)
