@@ -7,7 +7,7 @@ import convlens
 EXPECTED = {
     "__version__", "load_image", "cat", "digits", "as_batch", "resize", "Preprocess", "capture",
     "make_trace", "Trace", "Stage", "STAGE_KINDS", "build", "parse_spec", "load_model",
-    "LoadedModel", "render", "ops", "ConvlensError", "ImageError", "ModelError",
+    "LoadedModel", "render", "ops", "compare", "ConvlensError", "ImageError", "ModelError",
     "CaptureError", "SpecError", "TraceError", "RenderError",
 }
 

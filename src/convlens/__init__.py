@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from . import ops, render
 from .capture import capture
+from .comparison import compare
 from .errors import (
     CaptureError, ConvlensError, ImageError, ModelError, RenderError, SpecError, TraceError,
 )
@@ -33,7 +34,7 @@ __all__ = [
     # networks and models
     "build", "parse_spec", "load_model", "LoadedModel",
     # pictures and reference maths
-    "render", "ops",
+    "render", "ops", "compare",
     # errors
     "ConvlensError", "ImageError", "ModelError", "CaptureError", "SpecError", "TraceError",
     "RenderError",

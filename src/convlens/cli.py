@@ -15,6 +15,11 @@ __all__ = ["main", "COMMAND_MODULES"]
 # its command, and run(args) -> exit status (or sets `handler` with set_defaults).
 COMMAND_MODULES: tuple[str, ...] = (
     "convlens.explain.cli",
+    "convlens.predict_cli",
+    "convlens.stats_cli",
+    "convlens.compare_cli",
+    "convlens.report.cli",
+    "convlens.server.cli",
 )
 
 _EXAMPLES = """examples:
@@ -98,7 +103,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     index = run_demo(args.out, backend=args.backend, seed=args.seed)
-    print(f"wrote {index.parent}/ — open {index}")
+    print(f"wrote {index.parent}/ — open {index} (or the single-file {index.parent / 'report.html'})")
     return 0
 
 

@@ -96,7 +96,14 @@ def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0) ->
 
 
 SectionMaker = Callable[[Path, str, int], "tuple[str, list[dict]]"]
-SECTIONS: tuple[SectionMaker, ...] = (explanations_section,)
+def trained_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
+    """LeNet on a digit and EfficientNet-Lite0 on the cat (convlens.trained_demo)."""
+    from .trained_demo import trained_section as make
+
+    return make(outdir, backend=backend, seed=seed)
+
+
+SECTIONS: tuple[SectionMaker, ...] = (explanations_section, trained_section)
 """Sections after the tutorial's experiments: each (outdir, backend, seed) -> (title, cards)."""
 
 
@@ -141,6 +148,9 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
         progress.write(f"\n{n} experiments and {len(done) - 1} more section(s) in {time.perf_counter() - start:.1f} s\n")
     index = outdir / "index.html"
     index.write_text(_html(done, backend, seed), encoding="utf-8")
+    from .report import write_demo_report
+
+    write_demo_report(outdir, done)  # the same, as one self-contained file: report.html
     return index
 
 

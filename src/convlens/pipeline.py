@@ -38,5 +38,8 @@ def make_trace(images: Any, *, net: str | None = None, model: str | None = None,
     meta: dict[str, Any] = dict(loaded.meta)
     if loaded.class_names is not None:
         meta["class_names"] = list(loaded.class_names)
-    return capture(loaded.model, images, layers, preprocess=loaded.preprocess,
-                   name=loaded.name, meta=meta)
+    trace = capture(loaded.model, images, layers, preprocess=loaded.preprocess,
+                    name=loaded.name, meta=meta)
+    from .predictions import with_predictions
+
+    return with_predictions(trace)  # classifiers: meta["predictions"], the top 5 per image

@@ -35,8 +35,18 @@ _FORMAT = "convlens-trace"
 _VERSION = 1
 
 
+_PLAIN = frozenset({bool, int, float, str, type(None)})
+
+
 def _freeze(value: Any) -> Any:
     """Make a params value JSON-round-trippable: lists -> tuples, numpy scalars -> Python."""
+    t = type(value)
+    if t in _PLAIN:  # fast paths (a capture freezes the params of every stage)
+        return value
+    if t is dict and all(type(k) is str for k in value):
+        return {k: v if type(v) in _PLAIN else _freeze(v) for k, v in value.items()}
+    if t is tuple and all(type(v) in _PLAIN for v in value):
+        return value
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
@@ -100,6 +110,16 @@ class Stage:
 
     def __repr__(self) -> str:
         return f"Stage({self.index}, {self.name!r}, {self.kind}, {self.op}, {self.shape_str})"
+
+    def _repr_html_(self) -> str:  # Jupyter: channels, colour bar, statistics
+        from .display import stage_html
+
+        return stage_html(self)
+
+    def _repr_png_(self) -> bytes:
+        from .display import stage_png
+
+        return stage_png(self)
 
     def equals(self, other: "Stage") -> bool:
         """Exact equality of every field, arrays compared element-wise and by dtype."""
@@ -201,11 +221,45 @@ class Trace:
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
+    def predictions(self, k: int = 5, class_names: Sequence[str] | None = None) -> list:
+        """Per image, the ``k`` most probable classes (``Prediction(index, name,
+        probability)``, most probable first), read from the last stage: a softmax's
+        probabilities, or the softmax of a final dense stage's logits.  Class names come
+        from ``meta["class_names"]`` unless given.  See :mod:`convlens.predictions`."""
+        from .predictions import trace_predictions
+
+        return trace_predictions(self, k, class_names)
+
+    def stats(self, image: int | None = None) -> Any:
+        """A :class:`convlens.stats.StatsTable`: per stage mean, std, min, max, fraction of
+        zeros and of all-zero channels, over the whole batch (``image=None``) or one image.
+        See :mod:`convlens.stats`."""
+        from .stats import trace_stats
+
+        return trace_stats(self, image)
+
     def __repr__(self) -> str:
         return (
             f"Trace({self.framework}, {self.model_name!r}, batch={self.batch_size}, "
             f"{len(self)} stages)"
         )
+
+    def _repr_html_(self) -> str:  # Jupyter: journey, predictions, statistics
+        from .display import trace_html
+
+        return trace_html(self)
+
+    def _repr_png_(self) -> bytes:
+        from .display import trace_png
+
+        return trace_png(self)
+
+    def to_html(self, path: str | Path, **options: Any) -> Path:
+        """Write one self-contained HTML report of this trace (pictures embedded, no
+        external URLs); ``options`` as :func:`convlens.report.write_report`."""
+        from .report import write_report
+
+        return write_report(self, path, **options)
 
     # -- persistence --------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -5,6 +5,7 @@ importing either framework until it is needed.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -14,6 +15,7 @@ from ..errors import CaptureError, ModelError
 from ..images import as_batch
 from ..preprocess import Preprocess
 from ..trace import Stage, Trace, select_stages
+from .options import Store, StoreDtype, Weights, check_options, finish_stages
 
 __all__ = ["capture", "framework_of"]
 
@@ -70,6 +72,10 @@ def capture(
     preprocess: Preprocess | None = None,
     name: str | None = None,
     meta: dict[str, Any] | None = None,
+    weights: Weights = "copy",
+    dtype: StoreDtype = "float32",
+    store: Store = "memory",
+    directory: str | os.PathLike[str] | None = None,
 ) -> Trace:
     """Run ``model`` once on ``images`` and return every stage it computed.
 
@@ -80,9 +86,16 @@ def capture(
     ``preprocess``: how images become the model's input; by default nothing but
     what the model's declared input needs (greyscale for 1-channel models, the
     fixed size of a Keras input).  Every step is listed in ``trace.preprocessing``.
+    ``weights``: ``"copy"`` (each stage's weights copied, so the Trace never changes when
+    the model is trained later), ``"share"`` (read-only views of the model's float32 CPU
+    parameters: no copy, but they follow the model) or ``"none"``.
+    ``dtype``: ``"float16"`` stores outputs in half precision (half the memory).
+    ``store``: ``"disk"`` writes each stage output to ``directory`` as a ``.npy`` file as
+    its layer returns and keeps a read-only memory map (RAM stays at the forward pass's).
 
     The model is not changed: hooks are removed, train/eval modes and weights restored.
     """
+    opts = check_options(weights, dtype, store, directory)
     framework = framework_of(model)
     batch = as_batch(images)
     if preprocess is None:
@@ -94,13 +107,21 @@ def capture(
     else:
         selectors = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
         keep = _Selector(selectors)
-    stages, output, model_name = _adapter(framework)(model, x, keep)
+    if framework == "torch":
+        from .torch import capture_torch
+        stages, output, model_name = capture_torch(model, x, keep, opts)
+    else:
+        stages, output, model_name = _adapter(framework)(model, x, keep)
+        stages = finish_stages(stages, opts, opts.sink())
     if keep is not None:
         keep.check()
     if not stages or (keep is None and not _same(stages[-1].output, output)):
         if keep is None or keep("output", "output"):
+            final = output.astype(np.float16) if opts.dtype == "float16" else output
+            if opts.store == "disk":
+                final = opts.sink().put(len(stages), "output", final)  # type: ignore[union-attr]
             stages.append(Stage(index=len(stages), name="output", kind="output", op="output",
-                                output=output, source=None))
+                                output=final, source=None))
     return Trace(
         stages=stages, input=batch, framework=framework, model_name=name or model_name,
         model_input=x, preprocessing=steps, meta=meta or {},
@@ -108,6 +129,8 @@ def capture(
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype == np.float16 and b.dtype != np.float16:
+        b = b.astype(np.float16)
     return a.shape == b.shape and np.array_equal(a, b)
 
 

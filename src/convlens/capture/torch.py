@@ -4,12 +4,13 @@ Hooks are added per call and removed in ``finally``; the model runs in eval
 mode under ``torch.no_grad()`` and every module's train/eval flag is restored
 afterwards, so the user's model comes back exactly as it was.
 
-Outputs are kept by reference (no copy on the hot path).  A stored output
-that a later op would overwrite in place is copied just before: a pre-hook
-does it for in-place modules (``ReLU(inplace=True)``); for in-place ops
-hidden inside a module's ``forward`` (``out += identity``) the tensor's
-version counter reveals the change after the pass, and the pass is repeated
-with a copy of every output.
+Outputs are kept by reference (no copy on the hot path, see ``torch_pass``).  A
+stored output that a later op would overwrite in place is copied just before: a
+pre-hook does it for in-place modules (``ReLU(inplace=True)``); for in-place ops
+hidden inside a module's ``forward`` (``out += identity``) the tensor's version
+counter reveals the change after the pass, and the pass is repeated copying the
+overwritten outputs as their layers return (remembered per model, so the next
+capture of that model copies them at once and runs once).
 """
 from __future__ import annotations
 
@@ -19,8 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+import weakref
+
 from ..errors import CaptureError, ConvlensError, ModelError
-from .recorder import Pending, Recorder
+from ..trace import Stage
+from .options import CaptureOptions, finish_stages
+from .recorder import Recorder
+from .torch_pass import Record, leaf_table, run_pass
 
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
 
@@ -48,22 +54,42 @@ _ACT_NAMES = {
 }
 
 
+_SCRIPT = torch.jit.ScriptModule
+_MISSING = object()
+_KIND_OF_TYPE: dict[type, str] = {}
+
+
 def _cls(m: nn.Module) -> type:
     """The module's class; for a loaded TorchScript module, the ``torch.nn`` class it was."""
-    if isinstance(m, torch.jit.ScriptModule):
+    if isinstance(m, _SCRIPT):
         return getattr(nn, getattr(m, "original_name", ""), type(m))
     return type(m)
 
 
+def _attr(m: nn.Module, name: str) -> Any:
+    """``getattr(m, name, None)`` for a plain attribute, without ``nn.Module.__getattr__``'s
+    slow miss (it looks in parameters, buffers and submodules and raises)."""
+    v = m.__dict__.get(name, _MISSING)
+    if v is not _MISSING:
+        return v
+    v = getattr(type(m), name, _MISSING)
+    if v is _MISSING:
+        return getattr(m, name, None) if isinstance(m, _SCRIPT) else None
+    return getattr(m, name, None) if hasattr(v, "__get__") else v  # a property: its value
+
+
 def _kind(m: nn.Module) -> str:
-    declared = getattr(m, "convlens_kind", None)  # a module may say what it is (e.g. "merge")
+    declared = _attr(m, "convlens_kind")  # a module may say what it is (e.g. "merge")
     if declared is not None:
         return declared
-    cls = _cls(m)
-    for classes, kind in _KINDS:
-        if issubclass(cls, classes):
-            return kind
-    return "other"
+    t = type(m)
+    kind = _KIND_OF_TYPE.get(t)
+    if kind is None:
+        cls = _cls(m)
+        kind = next((k for classes, k in _KINDS if issubclass(cls, classes)), "other")
+        if not isinstance(m, _SCRIPT):  # scripted modules share one type
+            _KIND_OF_TYPE[t] = kind
+    return kind
 
 
 def _tuple(v: Any) -> Any:
@@ -75,7 +101,7 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
     kind, cls = _kind(m), _cls(m)
     p: dict[str, Any] = {}
     if kind == "conv":
-        pad = getattr(m, "convlens_padding", None) or _tuple(m.padding)
+        pad = _attr(m, "convlens_padding") or _tuple(m.padding)
         # (TorchScript keeps these attributes, so scripted modules are described too)
         p = dict(kernel_size=_tuple(m.kernel_size), stride=_tuple(m.stride), padding=pad,
                  dilation=_tuple(m.dilation), groups=m.groups, in_channels=m.in_channels,
@@ -93,7 +119,7 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
             p["kernel_size"] = _tuple(m.kernel_size)
             p["stride"] = _tuple(m.stride)
             if hasattr(m, "padding"):
-                p["padding"] = getattr(m, "convlens_padding", None) or _tuple(m.padding)
+                p["padding"] = _attr(m, "convlens_padding") or _tuple(m.padding)
             if getattr(m, "ceil_mode", False):
                 p["ceil_mode"] = True
             if p["mode"] == "max" and hasattr(m, "dilation"):
@@ -116,7 +142,7 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
             p["inplace"] = True
     elif kind == "norm":
         for attr in ("eps", "momentum", "num_groups", "size", "alpha", "beta", "k"):
-            v = getattr(m, attr, None)
+            v = _attr(m, attr)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 p[attr] = v
     elif kind == "dense" and issubclass(cls, nn.Linear):
@@ -167,51 +193,6 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def _run(model: nn.Module, x: torch.Tensor, keep, copy_all: bool) -> tuple[Recorder, Any, bool]:
-    rec = Recorder(keep)
-    leaves = _leaves(model)
-    info = {id(m): (name, *describe_module(m)) for name, m in leaves}
-    versions: list[tuple[Pending, int]] = []
-    stored: dict[int, Pending] = {}  # id(tensor) -> pending stage that holds it by reference
-
-    def pre_hook(m: nn.Module, args: tuple) -> None:
-        # an in-place module is about to overwrite its input: copy it if we hold it
-        if getattr(m, "inplace", False) and args:
-            t = _first_tensor(args)
-            p = stored.pop(id(t), None) if t is not None else None
-            if p is not None and p.tensor is t:
-                p.tensor = t.detach().clone()
-
-    def hook(m: nn.Module, args: tuple, output: Any) -> None:
-        name, kind, params = info[id(m)]
-        out = _first_tensor(output)
-        if out is None:
-            return
-        name = rec.unique_name(name)
-        p = rec.record(name, kind, type(m).__name__, params, lambda: _weights(m),
-                       _first_tensor(args), out)
-        if p is None:
-            return
-        if copy_all:
-            p.tensor = out.detach().clone()
-        else:
-            stored[id(out)] = p
-            versions.append((p, out._version))
-
-    handles = []
-    try:
-        for _, m in leaves:
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(hook))
-        rec.mark_input(x)
-        output = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    mutated = any(p.tensor._version != v for p, v in versions if stored.get(id(p.tensor)) is p)
-    return rec, output, mutated
-
-
 def _run_script(model: torch.jit.ScriptModule, x: torch.Tensor, keep) -> tuple[Recorder, Any]:
     """Step through a loaded TorchScript ``nn.Sequential`` module by module.
 
@@ -245,28 +226,155 @@ def _run_script(model: torch.jit.ScriptModule, x: torch.Tensor, keep) -> tuple[R
     return rec, forward(model, x, "")
 
 
-def capture_torch(model: nn.Module, x: np.ndarray, keep) -> tuple[list, np.ndarray, str]:
+def _training(model: nn.Module) -> list[nn.Module]:
+    """Every module of ``model`` (itself included) that is in training mode."""
+    out: list[nn.Module] = []
+    seen: set[int] = set()
+
+    def walk(m: nn.Module) -> None:
+        if id(m) in seen:
+            return
+        seen.add(id(m))
+        if m.training:
+            out.append(m)
+        for c in m._modules.values():
+            if c is not None:
+                walk(c)
+
+    walk(model)
+    return out
+
+
+def _pack_weights(modules: list[nn.Module], mode: str) -> dict[int, dict[str, np.ndarray]]:
+    """``id(module) -> {name: float32 array}`` of each module's own floating-point
+    parameters, then buffers.  ``"copy"`` gathers all CPU float32 ones with one
+    concatenation into one buffer (each array a view of its own slice); ``"share"``
+    gives read-only views of the model's memory; ``"none"`` nothing."""
+    out: dict[int, dict[str, Any]] = {id(m): {} for m in modules}
+    if mode == "none":
+        return out
+    items: list[tuple[dict[str, Any], str, torch.Tensor]] = []
+    for m in modules:
+        d = out[id(m)]
+        if isinstance(m, _SCRIPT):
+            pairs = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
+        else:
+            pairs = list(m._parameters.items()) + list(m._buffers.items())
+        for k, v in pairs:
+            if v is not None and v.is_floating_point():
+                d[k] = None  # keeps the order: parameters, then buffers
+                items.append((d, k, v))
+    fast = [it for it in items if it[2].dtype is torch.float32 and it[2].is_cpu]
+    for d, k, v in items:
+        if v.dtype is not torch.float32 or not v.is_cpu:
+            d[k] = v.detach().to("cpu", torch.float32).numpy().copy()
+    if mode == "share":
+        for d, k, v in fast:
+            a = v.detach().numpy()
+            a.flags.writeable = False  # the model's own memory: never written through a Trace
+            d[k] = a
+    elif fast:
+        flat = _flatten([v.detach() for _, _, v in fast]).numpy()
+        off = 0
+        for d, k, v in fast:
+            n = v.numel()
+            d[k] = flat[off:off + n].reshape(v.shape)
+            off += n
+    return out
+
+
+def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One new 1-D tensor holding ``tensors`` one after another (one C++ call)."""
+    try:
+        return torch._utils._flatten_dense_tensors(tensors)
+    except (AttributeError, RuntimeError, TypeError):  # private helper gone: the public way
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    if isinstance(t, np.ndarray):
+        return t
+    if t.dtype is torch.float32 and t.is_cpu and not t.requires_grad:
+        return t.numpy()
+    return t.detach().to("cpu", torch.float32).numpy()
+
+
+def _converter(opts: CaptureOptions) -> Any:
+    """What a layer's output becomes as it returns, or None to hold it by reference."""
+    if opts.dtype == "float16":
+        return lambda t: t.detach().to("cpu", torch.float16, copy=True).numpy()
+    if opts.store == "disk":
+        return lambda t: t.detach().to("cpu", torch.float32).numpy()
+    return None
+
+
+def _stages(records: list[Record], opts: CaptureOptions) -> list[Stage]:
+    described: dict[int, tuple[str, dict[str, Any]]] = {}
+    modules: list[nn.Module] = []
+    for r in records:
+        if id(r.module) not in described:
+            described[id(r.module)] = describe_module(r.module)
+            modules.append(r.module)
+    weights = _pack_weights(modules, opts.weights)
+    return [
+        Stage(index=i, name=r.name, kind=r.kind, op=type(r.module).__name__,
+              output=_to_numpy(r.value), params=described[id(r.module)][1],
+              weights=weights[id(r.module)], source=r.source)
+        for i, r in enumerate(records)
+    ]
+
+
+_INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.WeakKeyDictionary()
+"""Per model, the stages an in-place op inside some ``forward`` overwrote last time: the
+next capture copies them as their layers return instead of running the model twice."""
+
+
+def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions) -> tuple[list, Any]:
+    """The recorded pass (and, when an unforeseen in-place op overwrote a held output,
+    the pass again with that output copied as its layer returns)."""
+    if isinstance(model, _SCRIPT):
+        rec, output = _run_script(model, xt, keep)
+        return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output
+    table = leaf_table(model, _kind)
+    convert, sink = _converter(opts), opts.sink()
+    if torch.is_inference_mode_enabled():  # inference tensors have no version counter
+        convert = convert or (lambda t: t.detach().clone())
+    copy: frozenset[str] = _INPLACE_HINT.get(model, frozenset()) if convert is None else frozenset()
+    for _ in range(3):
+        records, output, mutated = run_pass(model, xt, table, keep, copy, convert, sink)
+        if not mutated:
+            break
+        copy = copy | mutated  # an in-place op inside some forward(): repeat, copying those
+    else:
+        records, output, _ = run_pass(model, xt, table, keep, convert=lambda t: t.detach().clone())
+    if convert is None:
+        if copy:
+            _INPLACE_HINT[model] = copy
+        else:
+            _INPLACE_HINT.pop(model, None)
+    return _stages(records, opts), output
+
+
+def capture_torch(model: nn.Module, x: np.ndarray, keep,
+                  options: CaptureOptions | None = None) -> tuple[list, np.ndarray, str]:
     """Run ``model`` on the channels-first batch ``x`` and record every leaf call.
 
     Returns the Stage list, the model's own output and the model's name.
     """
+    opts = options or CaptureOptions()
     try:
         param = next(model.parameters())
         device, dtype = param.device, param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
-    modes = {m: m.training for m in model.modules()}
+    modes = {m: m.training for m in model.modules()} if _training(model) else None
     try:
-        model.eval()
+        if modes:  # nothing to switch (and nothing to restore) when already in eval mode
+            model.eval()
         with torch.no_grad():
             try:
-                if isinstance(model, torch.jit.ScriptModule):
-                    (rec, output), mutated = _run_script(model, xt, keep), False
-                else:
-                    rec, output, mutated = _run(model, xt, keep, copy_all=False)
-                if mutated:  # an in-place op inside some forward(): repeat, copying
-                    rec, output, mutated = _run(model, xt, keep, copy_all=True)
+                stages, output = _record(model, xt, keep, opts)
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -276,13 +384,9 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep) -> tuple[list, np.ndarr
                     f"(B, C, H, W): {msg}; check the image size and channels the model expects"
                 ) from None
     finally:
-        for m, training in modes.items():
-            m.training = training
+        for m, mode in (modes or {}).items():
+            m.training = mode
     out = _first_tensor(output)
     if out is None:
         raise ModelError(f"{type(model).__name__} returned {type(output).__name__}; expected a tensor")
-
-    def to_numpy(t: torch.Tensor) -> np.ndarray:
-        return t.detach().to("cpu", torch.float32).numpy()
-
-    return rec.stages(lambda t, _p: to_numpy(t)), to_numpy(out), type(model).__name__
+    return stages, _to_numpy(out), type(model).__name__

@@ -11,20 +11,24 @@ anything.  Same inputs give byte-identical PNGs (``Figure.save``).
 * ``stage``    picks rgb / heatmap / grid / bars from the stage's shape
 * ``journey``  the input and every stage in order, one band per image
 * ``batch``    several images of a batch side by side through one stage
+* ``filters``  the kernels of a conv stage on one symmetric scale
+* ``predictions``  each image of a classifier trace beside its top classes
 """
 from __future__ import annotations
 
 from .colormaps import CMAPS, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, DIVERGING, SEQUENTIAL, CmapName, lut
 from .figure import Figure, save_png
+from .filtersview import filters
 from .gridview import grid
 from .journeyview import batch, global_range, journey
 from .layout import upscale
+from .predictionsview import predictions
 from .scale import NORMS, Norm, Scale
 from .views import bars, heatmap, rgb, stage
 
 __all__ = [
     "Figure", "save_png",
-    "rgb", "heatmap", "grid", "bars", "stage", "journey", "batch",
+    "rgb", "heatmap", "grid", "bars", "stage", "journey", "batch", "filters", "predictions",
     "Scale", "Norm", "NORMS", "CmapName", "CMAPS", "SEQUENTIAL", "DIVERGING",
     "DEFAULT_SEQUENTIAL", "DEFAULT_DIVERGING", "lut", "upscale", "global_range",
 ]

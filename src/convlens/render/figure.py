@@ -48,3 +48,8 @@ class Figure:
 
     def _repr_png_(self) -> bytes:  # Jupyter
         return self.to_png_bytes()
+
+    def _repr_html_(self) -> str:  # Jupyter: at its own size, with what it shows
+        from ..display.views import figure_html
+
+        return figure_html(self)

@@ -11,6 +11,7 @@ from .colormaps import CmapName
 from .figure import Figure
 from .layout import Block, hstack, vstack
 from .panel import MIN_TILE, finish, input_panel, stage_panel
+from .predictionsview import predictions_panel
 from .resolve import as_stage, check_images, check_int, check_options, stage_range
 from .scale import NORM_LABELS, Norm
 from .text import BACKGROUND, INK, LABEL, MUTED, TITLE, line_height, text_image
@@ -57,13 +58,15 @@ def journey(
     max_channels: int = 16,
     layers: str | Sequence[str] | None = None,
     cmap: CmapName | None = None,
+    top: int = 5,
 ) -> Figure:
     """The input picture, then every stage in order (or those ``layers`` selects).
 
     Each panel is titled with the stage name, kind and ``HxWxC`` shape: 3 channels as
     RGB, 1 as a heatmap, more as a mini-grid of the first ``max_channels``, flat stages
     as bars; each states its colour range.  Panels wrap after ``per_row``.  A batch
-    gives one band per image (``images`` picks which).
+    gives one band per image (``images`` picks which).  A classifier trace (see
+    :mod:`convlens.predictions`) ends with a panel of its ``top`` classes (0: none).
     """
     if not isinstance(trace, Trace):
         raise RenderError(f"render.journey needs a convlens Trace; got {type(trace).__name__}")
@@ -80,11 +83,20 @@ def journey(
                 f"{trace.batch_size}; expected one output per input image"
             )
     vrange = global_range(stages) if norm == "global" else None
+    top = check_int(top, "top", 0)
+    preds = None
+    if top:
+        from ..predictions import is_classifier
+
+        preds = trace.predictions(top) if is_classifier(trace) else None
 
     bands: list[Block | Image.Image] = []
     for i in chosen:
         panels = [input_panel(trace.input, i, tile_px)]
         panels += [stage_panel(s, i, norm, tile_px, max_channels, cmap, vrange) for s in stages]
+        if preds is not None:
+            panels.append(predictions_panel(preds[i], max(tile_px, 200), f"top {len(preds[i])}",
+                                            f"from {trace.stages[-1].name}", image=i))
         rows = [_row(panels[k:k + per_row], tile_px) for k in range(0, len(panels), per_row)]
         band = vstack(rows, gap=14)
         if trace.batch_size > 1:
@@ -99,6 +111,7 @@ def journey(
         "view": "journey", "model": trace.model_name, "framework": trace.framework, "norm": norm,
         "images": chosen, "stages": [s.name for s in stages],
         "global_range": list(vrange) if vrange is not None else None,
+        "predictions": [[p._asdict() for p in preds[i]] for i in chosen] if preds else None,
     }
     return finish(body, meta)
 

@@ -100,8 +100,11 @@ def _mini_grid(
 def stage_panel(
     stage: Stage, image: int, norm: Norm, tile_px: int = 128, max_channels: int = 16,
     cmap: CmapName | None = None, vrange: tuple[float, float] | None = None,
+    range_label: str | None = None,
 ) -> Block:
-    """One stage of one image as a compact panel (arguments already checked)."""
+    """One stage of one image as a compact panel (arguments already checked).
+    ``range_label`` replaces the norm's name under the colour scale (e.g. "row range"
+    when ``vrange`` is shared by a row of panels drawn with ``norm="global"``)."""
     width = max(tile_px, 120)
     notes: list[str] = []
     labels: list[str] = []
@@ -110,7 +113,7 @@ def stage_panel(
     if not stage.is_spatial:
         view = "bars"
         body, shared = _bar_body(stage, image, norm, width, cmap, vrange)
-        notes.append(NORM_LABELS[norm])
+        notes.append(range_label or NORM_LABELS[norm])
     elif stage.channels == 3:
         view = "rgb"
         rng = rgb_range(stage, image, norm, vrange)
@@ -133,7 +136,7 @@ def stage_panel(
             )
         if norm in ("stage", "global") or stage.channels == 1:
             shared = scales[0]
-            bar, labels = colorbar(shared, tile_px, caption=NORM_LABELS[norm])
+            bar, labels = colorbar(shared, tile_px, caption=range_label or NORM_LABELS[norm])
             footer.append(bar)
         elif norm == "standard":
             bar, labels = colorbar(scales[0], tile_px, sigma_units=True, caption="standardised per map")

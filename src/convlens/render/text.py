@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = [
     "TITLE", "LABEL", "SMALL", "INK", "MUTED", "BACKGROUND",
     "font", "text_width", "line_height", "fit", "wrap_text", "text_image", "fmt",
+    "text_pixels", "TEXT_MARGIN",
 ]
 
 TITLE = 14
@@ -28,6 +31,7 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+@lru_cache(maxsize=65536)
 def text_width(text: str, size: int = LABEL) -> int:
     return int(math.ceil(font(size).getlength(text)))
 
@@ -70,6 +74,13 @@ def text_image(
     align: str = "left",
 ) -> Image.Image:
     """One line of text on white; cut to ``width`` if given, aligned within it."""
+    key = color if isinstance(color, (int, str)) else tuple(color)
+    return _text_image(text, size, key, width, align).copy()
+
+
+@lru_cache(maxsize=8192)  # labels repeat a lot (channel numbers, ranges): draw each once
+def _text_image(text: str, size: int, color: Any, width: int | None,
+                align: str) -> Image.Image:
     if width is not None:
         text = fit(text, width, size)
     tw = text_width(text, size)
@@ -78,6 +89,23 @@ def text_image(
     x = {"left": 0, "center": (w - tw) // 2, "right": w - tw}[align]
     ImageDraw.Draw(img).text((x, 0), text, font=font(size), fill=color)
     return img
+
+
+TEXT_MARGIN = 3
+"""Pixels kept on each side of :func:`text_pixels` (for glyphs reaching past the advance)."""
+
+
+@lru_cache(maxsize=65536)
+def text_pixels(text: str, size: int, color: tuple[int, ...]) -> np.ndarray:
+    """``text`` drawn as :func:`text_image` draws it, as a read-only ``(h, w, 3)`` uint8
+    array with :data:`TEXT_MARGIN` white pixels on the left and right (the text starts at
+    x = TEXT_MARGIN); for composing many labels straight into one array."""
+    tw = text_width(text, size)
+    img = Image.new("RGB", (tw + 2 * TEXT_MARGIN, line_height(size)), BACKGROUND)
+    ImageDraw.Draw(img).text((TEXT_MARGIN, 0), text, font=font(size), fill=color)
+    arr = np.asarray(img).copy()
+    arr.flags.writeable = False
+    return arr
 
 
 def fmt(value: float) -> str:

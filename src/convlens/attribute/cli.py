@@ -1,0 +1,156 @@
+"""``convlens attribute IMAGE... --model M [--method ...] -o DIR``.
+
+The main CLI calls :func:`add_parser` with its sub-parsers and dispatches to :func:`run`.
+User errors are raised as ``ConvlensError`` (one line) for the main CLI to print.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConvlensError
+
+__all__ = ["add_parser", "run", "METHODS"]
+
+METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "smoothgrad", "gxi", "maximize",
+           "stimuli")
+
+_EXAMPLES = """examples:
+  convlens attribute cat.jpg --model zoo:efficientnet-lite0 -o out/            # Grad-CAM, top class
+  convlens attribute cat.jpg dog.jpg --model zoo:efficientnet-lite0 --class "tabby" -o out/
+  convlens attribute cat.jpg --model zoo:efficientnet-lite0 --method layercam --stage blocks.8.add -o out/
+  convlens attribute cat.jpg --model zoo:efficientnet-lite0 --method smoothgrad --samples 32 -o out/
+  convlens attribute cat.jpg --model zoo:efficientnet-lite0 --sanity -o out/   # + randomisation check
+  convlens attribute --model zoo:efficientnet-lite0 --method maximize --stage blocks.8.project.bn \\
+      --channel 0,1,2,3 --size 128 --steps 128 -o out/
+  convlens attribute cat.jpg --model zoo:efficientnet-lite0 --method stimuli --stage blocks.1.expand.act --channel 5 -o out/
+  convlens attribute digit.png --model zoo:lenet --backend keras --stage conv2 -o out/
+
+Without IMAGE the bundled cat is used.  Stage names are the ones `convlens run` lists.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``attribute`` to the main CLI's sub-parsers; returns its parser."""
+    p = subparsers.add_parser(
+        "attribute", help="where the network looks (Grad-CAM, saliency) and what a channel wants",
+        description="Attribution maps, activation maximisation and top stimuli, for PyTorch "
+                    "and Keras models.", epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the cat)")
+    p.add_argument("--model", required=True, help="a model file (.keras, .h5) or zoo:NAME")
+    p.add_argument("--backend", choices=("torch", "keras"), default="torch",
+                   help="framework for a zoo model (default: %(default)s)")
+    p.add_argument("--method", choices=METHODS, default="gradcam",
+                   help="default: %(default)s")
+    p.add_argument("--stage", help="stage name (default: the last spatial stage; maximize: the "
+                                   "class logits)")
+    p.add_argument("--class", dest="target", metavar="CLASS",
+                   help="class index or name, or one per image comma-separated (default: top class)")
+    p.add_argument("--channel", help="maximize / stimuli: channel(s), comma-separated")
+    p.add_argument("-o", "--out", required=True, help="output folder")
+    p.add_argument("--size", type=int, help="maximize: image side in pixels (default: the "
+                                            "model's input size)")
+    p.add_argument("--steps", type=int, default=128, help="maximize: steps (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=25, help="smoothgrad: noisy copies "
+                                                           "(default: %(default)s)")
+    p.add_argument("--noise", type=float, default=0.15, help="smoothgrad: noise as a fraction of "
+                                                             "the input range (default: %(default)s)")
+    p.add_argument("--top", type=int, default=8, help="stimuli: how many (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sanity", action="store_true",
+                   help="also run the randomisation sanity check (sanity.png)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def _targets(text: str | None) -> object:
+    if text is None:
+        return None
+    parts = [t.strip() for t in text.split(",")] if "," in text else [text.strip()]
+    vals: list[object] = [int(t) if t.lstrip("-").isdigit() else t for t in parts]
+    return vals if len(vals) > 1 else vals[0]
+
+
+def _channels(text: str | None, method: str) -> list[int]:
+    if text is None:
+        raise ConvlensError(f"--method {method} needs --channel, e.g. --channel 0,1,2")
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ConvlensError(f"--channel must be integers separated by commas; got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from .. import attribute as A
+    from ..images import cat
+    from ..models import load_model
+    from ..render.figure import save_png
+    from ..render.tiles import photo_pixels
+
+    out = Path(args.out)
+    loaded = load_model(args.model, backend=args.backend)
+    images = list(args.images) if args.images else cat()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.method == "maximize":
+        chans = _channels(args.channel, "maximize")
+        res = A.maximize(loaded, args.stage, chans, size=args.size, steps=args.steps,
+                         seed=args.seed)
+        A.maximize_figure(res).save(out / "maximize.png")
+        for k, c in enumerate(res.channels):
+            save_png(Image.fromarray(photo_pixels(res.images[k])), out / f"maximize_{c}.png")
+        for c, s, f in zip(res.channels, res.start, res.final):
+            print(f"{res.stage} {c}: {s:.4g} -> {f:.4g}")
+        print(f"wrote maximize.png and {len(res.channels)} image(s) to {out}/ "
+              f"({res.seconds:.1f} s)")
+        return 0
+    if args.method == "stimuli":
+        if args.stage is None:
+            raise ConvlensError("--method stimuli needs --stage and --channel")
+        chans = _channels(args.channel, "stimuli")
+        for c in chans:
+            ts = A.top_stimuli(loaded, images, args.stage, c, k=args.top)
+            A.stimuli_figure(ts).save(out / f"stimuli_{c}.png")
+            for n, s in enumerate(ts.items, 1):
+                print(f"channel {c} #{n}: image {s.image} at {s.position} value {s.value:.4g} "
+                      f"box rows {s.box[0]}..{s.box[2]} cols {s.box[1]}..{s.box[3]}")
+        print(f"wrote {len(chans)} stimuli figure(s) to {out}/")
+        return 0
+    target = _targets(args.target)
+    if args.method in A.CAM_METHODS:
+        attr = A.cam(loaded, images, args.stage, target, method=args.method)
+    elif args.method == "saliency":
+        attr = A.saliency(loaded, images, target)
+    elif args.method == "smoothgrad":
+        attr = A.smoothgrad(loaded, images, target, noise=args.noise, samples=args.samples,
+                            seed=args.seed)
+    else:
+        attr = A.gradient_x_input(loaded, images, target)
+    stem = args.method.replace("+", "p")
+    A.overlay(attr).save(out / f"{stem}.png")
+    np.savez(out / f"{stem}.npz", maps=attr.maps, targets=np.asarray(attr.targets),
+             scores=attr.scores)
+    (out / f"{stem}.json").write_text(json.dumps({
+        "method": attr.method, "stage": attr.stage, "model": attr.model_name,
+        "targets": attr.targets, "target_names": attr.target_names,
+        "scores": [float(s) for s in attr.scores], "map_shape": list(attr.maps.shape[1:]),
+    }, indent=2), encoding="utf-8")
+    for i in range(attr.batch_size):
+        print(f"image {i}: {attr.label(i)} score {attr.scores[i]:.4g}; {attr.method} at "
+              f"{attr.stage}, map {attr.maps.shape[1]}x{attr.maps.shape[2]}")
+    if args.sanity:
+        sys.stderr.write("running the sanity check (cascading randomisation)...\n")
+        method = args.method if args.method != "smoothgrad" else "saliency"
+        rep = A.sanity(loaded, images, attr.stage if attr.stage != "input" else None,
+                       attr.targets[0], method=method, seed=args.seed)
+        A.sanity_figure(rep).save(out / "sanity.png")
+        print(rep.summary())
+    print(f"wrote {stem}.png, {stem}.npz, {stem}.json{' and sanity.png' if args.sanity else ''} "
+          f"to {out}/")
+    return 0

@@ -1,0 +1,243 @@
+"""Gradient plumbing for Keras 3 models on the torch backend.
+
+The model is called through Keras (``model(x, training=False)``, inputs made with
+``keras.ops``); on the torch backend its tensors are torch tensors, so the torch
+autograd engine computes the vector-Jacobian product (``torch.autograd.grad``: no
+``.grad`` is written into any variable).  Each leaf layer's ``call`` is wrapped for the
+one pass (an instance attribute, removed in ``finally``), exactly as
+:func:`convlens.capture` does, so stage names match its own: a layer with a fused
+activation is two stages (``conv1``, the pre-activation, then ``conv1.relu``).
+
+Outputs are converted to convlens' channels-first layout on the way out and the seeds
+back to the layer's own layout on the way in.  Other Keras backends (JAX, TensorFlow)
+are refused with a one-line error.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..capture.keras import _act_name, _channels_last, _leaves, describe_layer
+from ..errors import CaptureError, ConvlensError, ModelError
+from ..nets.keras_backend import import_keras
+from .base import LOGITS, Backend, Pass, Seed, StageInfo
+
+__all__ = ["KerasBackend"]
+
+keras = import_keras()
+_SOFTMAX = ("softmax", "log_softmax")
+
+
+class _Stop(Exception):
+    """Raised inside a wrapped call to end the forward pass early."""
+
+
+def _torch():
+    if keras.backend.backend() != "torch":
+        raise ModelError(
+            f"attribution of Keras models needs the torch backend (KERAS_BACKEND=torch); "
+            f"this Keras runs on {keras.backend.backend()!r} — set KERAS_BACKEND=torch before "
+            "importing keras")
+    import torch
+    return torch
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return _first(value[0]) if value else None
+    if isinstance(value, dict):
+        return _first(next(iter(value.values()))) if value else None
+    return value if hasattr(value, "shape") else None
+
+
+class _Layout:
+    """How one stage's tensor maps to convlens' channels-first layout and back."""
+
+    def __init__(self, channels_last: bool, kind: str, hwc: tuple[int, ...] | None = None):
+        self.move = channels_last and kind != "reshape"
+        self.hwc = hwc
+
+    def to_cf(self, a: np.ndarray) -> np.ndarray:
+        if self.hwc is not None:
+            return a.reshape(-1, *self.hwc).transpose(0, 3, 1, 2).reshape(a.shape[0], -1)
+        return np.moveaxis(a, -1, 1) if self.move and a.ndim >= 3 else a
+
+    def from_cf(self, a: np.ndarray) -> np.ndarray:
+        if self.hwc is not None:
+            h, w, c = self.hwc
+            return a.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(a.shape[0], -1)
+        return np.moveaxis(a, 1, -1) if self.move and a.ndim >= 3 else a
+
+
+class KerasBackend(Backend):
+    framework = "keras"
+
+    def __init__(self, model: Any):
+        _torch()
+        self.model = model
+        self.name = model.name
+        self._leaves = _leaves(model)
+        self._channels_last = _channels_last(model)
+
+    def run(self, x: np.ndarray, keep: Sequence[str] = (),
+            objective: tuple[str, Seed] | None = None, input_grad: bool = False,
+            stop_early: bool = False) -> Pass:
+        torch = _torch()
+        grad = objective is not None
+        xin = np.transpose(x, (0, 2, 3, 1)) if self._channels_last else x
+        xt = keras.ops.convert_to_tensor(np.ascontiguousarray(xin, dtype=np.float32))
+        if grad and input_grad:
+            xt.requires_grad_(True)
+        want = set(keep)
+        target = objective[0] if objective is not None else None
+        if target is not None and target != LOGITS:
+            want.add(target)
+        stages: list[StageInfo] = []
+        tensors: dict[str, tuple[Any, _Layout]] = {}
+        counts: dict[str, int] = {}
+        softmax: list[tuple[Any, Any, _Layout]] = []
+        can_stop = stop_early and target != LOGITS and bool(want)
+        linear = keras.activations.linear
+
+        def unique(name: str) -> str:
+            n = counts.get(name, 0) + 1
+            counts[name] = n
+            return name if n == 1 else f"{name}#{n}"
+
+        def record(name: str, kind: str, fn: str, inp: Any, out: Any, layer: Any) -> None:
+            hwc = None
+            if kind == "flatten" and inp is not None and len(inp.shape) == 4 and \
+                    _channels_last(layer):
+                hwc = tuple(int(s) for s in inp.shape[1:])
+            lay = _Layout(_channels_last(layer), kind, hwc)
+            shape = lay.to_cf(np.empty((1, *[int(s) for s in out.shape[1:]]), np.float32)).shape
+            stages.append(StageInfo(name, kind, tuple(shape[1:]), fn))
+            if kind == "activation" and fn in _SOFTMAX:
+                softmax.append((inp, out, _Layout(_channels_last(layer), "activation")))
+            if name in want:
+                tensors[name] = (out, lay)
+                if can_stop and want <= tensors.keys():
+                    raise _Stop
+
+        def wrap(layer: Any, original: Any) -> Any:
+            kind, params = describe_layer(layer)
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                inp = _first(args)
+                act = getattr(layer, "activation", None)
+                if not (kind in ("conv", "dense") and callable(act) and act is not linear):
+                    out = original(*args, **kwargs)
+                    o = _first(out)
+                    if o is not None:
+                        record(unique(layer.name), kind, str(params.get("function", "")),
+                               inp, o, layer)
+                    return out
+                layer.activation = linear
+                try:
+                    pre = original(*args, **kwargs)
+                finally:
+                    layer.activation = act
+                record(unique(layer.name), kind, "", inp, pre, layer)
+                out = act(pre)
+                fn = _act_name(act)
+                record(unique(f"{layer.name}.{fn}"), "activation", fn, pre, out, layer)
+                return out
+
+            return call
+
+        wrapped = []
+        output: Any = None
+        with torch.set_grad_enabled(grad):
+            try:
+                for layer in self._leaves:
+                    if "call" in layer.__dict__:
+                        raise CaptureError(f"layer {layer.name!r} already has a patched "
+                                           "call(); is a capture running on this model?")
+                    object.__setattr__(layer, "call", wrap(layer, layer.call))
+                    wrapped.append(layer)
+                output = self.model(xt, training=False)
+            except _Stop:
+                pass
+            except ConvlensError:
+                raise
+            except Exception as exc:  # Keras raises many exception types for bad shapes
+                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise CaptureError(
+                    f"{self.name} failed on an input of shape {tuple(xin.shape)}: {msg}; "
+                    "check the image size and channels the model expects") from None
+            finally:
+                for layer in wrapped:
+                    object.__delattr__(layer, "call")
+            return self._finish(torch, output, xt, tensors, stages, softmax, keep,
+                                objective, input_grad)
+
+    def _finish(self, torch: Any, output: Any, xt: Any, tensors: dict, stages: list,
+                softmax: list, keep: Sequence[str], objective: tuple[str, Seed] | None,
+                input_grad: bool) -> Pass:
+        def numpy(t: Any, lay: _Layout) -> np.ndarray:
+            return lay.to_cf(t.detach().to("cpu", torch.float32).numpy().copy())
+
+        values = {k: numpy(*tensors[k]) for k in keep if k in tensors}
+        if objective is None:
+            return Pass(stages, values, {})
+        target = objective[0]
+        if target == LOGITS:
+            out_t = _first(output)
+            if out_t is None:
+                raise ModelError(f"{self.name} returned {type(output).__name__}; expected a "
+                                 "tensor of class scores")
+            obj_t, lay = out_t, _Layout(self._channels_last, "dense")
+            obj_name = stages[-1].name if stages else "output"
+            if softmax and softmax[-1][1] is out_t:
+                obj_t, lay = softmax[-1][0], softmax[-1][2]
+                obj_name = stages[-2].name if len(stages) > 1 else "logits"
+        elif target in tensors:
+            obj_t, lay = tensors[target]
+            obj_name = target
+        else:
+            raise ModelError(f"no stage named {target!r} in {self.name}; stages are: "
+                             f"{', '.join(s.name for s in stages)}")
+        value = numpy(obj_t, lay)
+        seed = np.asarray(objective[1](value), dtype=np.float32)
+        seed_t = torch.from_numpy(np.ascontiguousarray(lay.from_cf(seed))).to(
+            device=obj_t.device, dtype=obj_t.dtype)
+        names = [k for k in keep if k in tensors]
+        inputs = [tensors[k][0] for k in names] + ([xt] if input_grad else [])
+        grads_t = torch.autograd.grad(obj_t, inputs, grad_outputs=seed_t,
+                                      allow_unused=True) if inputs else ()
+        grads: dict[str, np.ndarray | None] = {}
+        for k, g in zip(names, grads_t):
+            grads[k] = numpy(g, tensors[k][1]) if g is not None else None
+        if input_grad:
+            g = grads_t[-1]
+            grads["input"] = None if g is None else numpy(g, _Layout(self._channels_last, "conv"))
+        values[obj_name] = value
+        obj = (value.astype(np.float64) * seed).reshape(len(value), -1).sum(1)
+        return Pass(stages, values, grads, obj, obj_name)
+
+    # -- copies with randomised weights (sanity checks) --------------------------------
+    def clone(self) -> "KerasBackend":
+        try:
+            copy = keras.models.clone_model(self.model)
+        except Exception as exc:
+            raise ModelError(f"cannot copy Keras model {self.name!r} to randomise its weights "
+                             f"({type(exc).__name__}: {exc}); the sanity check needs a "
+                             "Sequential or functional model") from None
+        copy.set_weights(self.model.get_weights())
+        return KerasBackend(copy)
+
+    def _layer(self, stage: str) -> Any:
+        base = stage.split("#")[0]
+        for layer in self._leaves:
+            if layer.name == base:
+                return layer
+        raise ModelError(f"no layer behind stage {stage!r} in {self.name}")
+
+    def parameter_stages(self) -> list[str]:
+        return [layer.name for layer in self._leaves if layer.trainable_weights]
+
+    def randomize(self, stage: str, rng: np.random.Generator) -> None:
+        for v in self._layer(stage).trainable_weights:
+            a = np.asarray(keras.ops.convert_to_numpy(v.value), dtype=np.float64)
+            v.assign(rng.normal(a.mean(), a.std(), size=a.shape).astype(v.dtype))

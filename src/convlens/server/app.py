@@ -1,0 +1,248 @@
+"""The explorer's FastAPI application: ``create_app()``.
+
+Routes (the schema is served at ``/openapi.json``, the docs at ``/docs``):
+
+=======================================================  ===================================
+``GET  /``                                               the page (static ES modules)
+``GET  /api/info``                                       images, models, colour maps, limits
+``POST /api/images``                                     upload an image (multipart ``file``)
+``POST /api/traces``                                     run a model: a binary frame
+``GET  /api/traces/{tid}/stages/{pos}/channels``         channels of one stage: a binary frame
+``GET  /api/traces/{tid}/stages/{pos}/explain``          one value's receptive field + arithmetic
+``GET  /api/traces/{tid}/stages/{pos}/png``              the stage as a PNG (convlens.render)
+``GET  /api/traces/{tid}/npz``                           the Trace (Trace.save)
+``GET  /api/traces/{tid}/architecture.svg``              the architecture diagram
+``GET  /api/traces/{tid}/gradcam``                       Grad-CAM of the top class (classifiers)
+``GET  /api/traces/{tid}/report.html``                   the HTML report
+=======================================================  ===================================
+
+Every error is JSON ``{"error": {"status", "type", "message"}}``; no request ever
+names a file on the server.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ConvlensError, ImageError
+from . import compute, features
+from .compute import DEFAULT_SPEC
+from .arithmetic import explain_position
+from .schemas import (
+    Explanation, ImageInfo, Info, ModelInfo, NormName, TraceRequest, UploadResult,
+)
+from .state import ExplorerState, Missing
+
+__all__ = ["create_app", "DEFAULT_SPEC", "MAX_UPLOAD_BYTES", "STATIC_DIR"]
+
+log = logging.getLogger("convlens.server")
+
+MAX_UPLOAD_BYTES = 8 << 20
+STATIC_DIR = Path(__file__).parent / "static"
+_BINARY = {200: {"content": {"application/octet-stream": {}},
+                 "description": "a binary frame: b'CLv1', uint32 LE header length, JSON "
+                                "header, then 8-byte aligned blobs (see convlens.server.encode)"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "bad input (one-line message)"},
+    404: {"description": "unknown id"},
+    413: {"description": "upload too large"},
+    422: {"description": "request failed validation"},
+}
+_TRACE_ID = r"^t[0-9]{1,9}$"
+
+
+def _error(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "type": kind, "message": message}},
+                        status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:4]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
+        parts.append(f"{where or 'request'}: {e.get('msg', 'invalid')}")
+    return "invalid request — " + "; ".join(parts)
+
+
+def _safe_name(name: str | None) -> str:
+    """A display label for an uploaded file (never used as a path)."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = re.sub(r"[^\w.\- ]", "_", base)[:80].strip()
+    return base or "upload"
+
+
+def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               allowed_hosts: list[str] | None = None,
+               torch_threads: int | None = None) -> FastAPI:
+    """The explorer app.  ``model`` is a model file or ``zoo:NAME`` offered on the page
+    (loaded on first use); ``allowed_hosts`` limits the ``Host`` header (a guard against
+    DNS rebinding when serving on loopback); ``torch_threads`` sets PyTorch's CPU threads
+    before each capture (``convlens serve`` uses 1: on a small shared machine one thread
+    is faster and steadier for these small batches)."""
+    from .. import __version__
+
+    state = ExplorerState(cli_model=model, torch_threads=torch_threads)
+    app = FastAPI(title="convlens explorer", version=__version__,
+                  description="See what a CNN does to an image, stage by stage.")
+    app.state.explorer = state
+
+    if allowed_hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+    @app.middleware("http")
+    async def limit_uploads(request: Request, call_next):
+        if request.method == "POST" and request.url.path == "/api/images":
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return _error(411, "LengthRequired", "an upload needs a Content-Length header; "
+                              "send the file as multipart/form-data")
+            if int(length) > max_upload_bytes + 65536:
+                return _error(413, "PayloadTooLarge", f"the upload is {int(length):,} bytes; "
+                              f"the limit is {max_upload_bytes:,} — send a smaller image")
+        return await call_next(request)
+
+    @app.exception_handler(Missing)
+    async def _missing(_: Request, exc: Missing):
+        return _error(404, "NotFound", str(exc))
+
+    @app.exception_handler(ConvlensError)
+    async def _convlens(_: Request, exc: ConvlensError):
+        return _error(400, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError):
+        return _error(422, "ValidationError", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, "HTTPError", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception):
+        log.exception("explorer request failed")
+        text = " ".join(str(exc).split())[:300]
+        return _error(500, type(exc).__name__, f"internal error: {text}")
+
+    # -- the page ------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # -- API -----------------------------------------------------------------------
+    @app.get("/api/info", response_model=Info, summary="What this server offers")
+    def info() -> Info:
+        from ..render import colormaps
+        return Info(
+            version=__version__,
+            images=[ImageInfo(id=i, label=label) for i, label in state.builtin_images()],
+            models=[ModelInfo(id=i, label=label) for i, label in state.model_choices()],
+            default_model=state.default_model(), default_spec=DEFAULT_SPEC,
+            colormaps={n: colormaps.lut(n).reshape(-1).tolist() for n in colormaps.CMAPS},
+            sequential=list(colormaps.SEQUENTIAL), diverging=list(colormaps.DIVERGING),
+            default_sequential=colormaps.DEFAULT_SEQUENTIAL,
+            default_diverging=colormaps.DEFAULT_DIVERGING,
+            limits={**compute.LIMITS, "upload_bytes": max_upload_bytes},
+            features=features.available(),
+        )
+
+    @app.post("/api/images", response_model=UploadResult, responses=_ERRORS,
+              summary="Upload an image (PNG, JPEG, ...); it is checked with convlens.load_image")
+    async def upload(file: UploadFile = File(...)) -> UploadResult:
+        data = await file.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            return _error(413, "PayloadTooLarge", f"the file is larger than the limit of "
+                          f"{max_upload_bytes:,} bytes — send a smaller image")
+        name = _safe_name(file.filename)
+        if not data:
+            raise ImageError(f"{name}: the file is empty (0 bytes); expected a PNG, JPEG, "
+                             "GIF, BMP, TIFF or WebP image")
+        entry = state.add_upload(data, name, compute.LIMITS["upload_side"])
+        h, w = entry.pixels.shape[:2]
+        return UploadResult(id=entry.id, label=entry.label, height=h, width=w, note=entry.note)
+
+    @app.post("/api/traces", responses={**_BINARY, **_ERRORS},
+              summary="Run a model on an image; every stage's preview in one frame")
+    def make_trace(req: TraceRequest) -> Response:
+        entry, ms = compute.make_entry(state, req.image, req.model,
+                                       req.spec if req.model == "toy" else None, req.seed)
+        frame = compute.journey_frame(entry, features.available(entry.trace, entry.model_id), ms)
+        return Response(frame, media_type="application/octet-stream")
+
+    @app.get("/api/traces/{tid}/stages/{pos}/channels", responses={**_BINARY, **_ERRORS},
+             summary="Channels of one stage, 8 bits per value with each channel's range")
+    def channels(tid: str = _tid(), pos: int = _pos(),
+                 start: int = Query(0, ge=0, le=1_000_000),
+                 count: int = Query(64, ge=1, le=4096),
+                 max_side: int = Query(0, ge=0, le=4096, description="0: full size")) -> Response:
+        frame = compute.channels_frame(state.trace(tid), pos, start, count, max_side)
+        return Response(frame, media_type="application/octet-stream")
+
+    @app.get("/api/traces/{tid}/stages/{pos}/explain", response_model=Explanation,
+             responses=_ERRORS, summary="Receptive field and arithmetic of one output value")
+    def explain(tid: str = _tid(), pos: int = _pos(), channel: int = Query(0, ge=0),
+                row: int = Query(0, ge=0), col: int = Query(0, ge=0)) -> Any:
+        return explain_position(state.trace(tid), pos, channel, row, col)
+
+    @app.get("/api/traces/{tid}/stages/{pos}/png", responses=_ERRORS,
+             response_class=Response, summary="The stage drawn by convlens.render, as PNG")
+    def stage_png(tid: str = _tid(), pos: int = _pos(), norm: NormName = "stage",
+                  cmap: str | None = Query(None, max_length=20)) -> Response:
+        from .. import render
+        entry = state.trace(tid)
+        stage = compute.stage_at(entry, pos)
+        fig = render.stage(stage, image=0, norm=norm, cmap=cmap or None)
+        name = re.sub(r"[^\w.-]", "_", stage.name)
+        return Response(fig.to_png_bytes(), media_type="image/png", headers={
+            "Content-Disposition": f'attachment; filename="{pos:03d}_{name}.png"'})
+
+    @app.get("/api/traces/{tid}/npz", responses=_ERRORS, response_class=Response,
+             summary="The Trace as a .npz file (convlens.Trace.load reads it)")
+    def trace_npz(tid: str = _tid()) -> Response:
+        entry = state.trace(tid)
+        with tempfile.TemporaryDirectory(prefix="convlens-") as tmp:
+            data = entry.trace.save(Path(tmp) / "trace.npz").read_bytes()
+        return Response(data, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="convlens-{entry.id}.npz"'})
+
+    @app.get("/api/traces/{tid}/architecture.svg", responses=_ERRORS, response_class=Response,
+             summary="The architecture diagram (convlens.explain)")
+    def architecture(tid: str = _tid()) -> Response:
+        svg = features.architecture_svg(state.trace(tid).trace)
+        return Response(svg, media_type="image/svg+xml")
+
+    @app.get("/api/traces/{tid}/gradcam", responses=_ERRORS,
+             summary="Grad-CAM of a class (default: the top one), as a map over the input")
+    def gradcam(tid: str = _tid(), target: int | None = Query(None, ge=0)) -> Any:
+        return features.gradcam(state, state.trace(tid), target)
+
+    @app.get("/api/traces/{tid}/report.html", responses=_ERRORS, response_class=Response,
+             summary="The self-contained HTML report of this trace")
+    def report(tid: str = _tid()) -> Response:
+        entry = state.trace(tid)
+        html = features.report_html(entry.trace)
+        return Response(html, media_type="text/html", headers={
+            "Content-Disposition": f'attachment; filename="convlens-{entry.id}.html"'})
+
+    return app
+
+
+def _tid():
+    from fastapi import Path as PathParam
+    return PathParam(..., pattern=_TRACE_ID, description="a trace id from POST /api/traces")
+
+
+def _pos():
+    from fastapi import Path as PathParam
+    return PathParam(..., ge=0, le=100_000, description="the stage's position in the trace")

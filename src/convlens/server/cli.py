@@ -1,0 +1,107 @@
+"""``convlens serve``: start the explorer on this machine and print its address."""
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import threading
+
+from ..errors import ConvlensError
+
+__all__ = ["add_parser", "run", "LOOPBACK"]
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+_EXAMPLES = """examples:
+  convlens serve                       the toy-network editor, zoo models, the cat
+  convlens serve --model zoo:efficientnet-lite0 --open
+  convlens serve --model my_model.keras --port 8080
+
+The page: choose an image (the cat, a digit, your own: upload or drop it) and a model;
+see every stage, every channel, and how one value is computed.  Ctrl+C stops it.
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve", help="explore a network in your browser (a local web app)",
+        description="Start the convlens explorer, a local web app, and print its URL.",
+        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", metavar="FILE|zoo:NAME",
+                   help=".keras, .h5, TorchScript .pt, or zoo:NAME, offered on the page")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000,
+                   help="port (default: %(default)s; 0 picks a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in a web browser")
+    p.add_argument("--torch-threads", type=int, default=1, metavar="N",
+                   help="PyTorch CPU threads per capture (default: %(default)s)")
+    return p
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:
+        raise ConvlensError(f"--port {port} is not a port number; expected 0..65535")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConvlensError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); expected "
+                            "a free port on a local address — try --port 0 for any free port")
+    return sock
+
+
+def _warm_up(app) -> None:
+    """Import PyTorch, run the default toy network once and read the digits, so the
+    first page (and the first digit) comes quickly."""
+    from .compute import DEFAULT_SPEC, make_entry
+    try:
+        make_entry(app.state.explorer, "cat", "toy", DEFAULT_SPEC, 0)
+        app.state.explorer.image("digit-0")  # reads scikit-learn's digits
+    except Exception:  # only a head start; the page reports real errors itself
+        pass
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as exc:
+        raise ConvlensError(f"convlens serve needs FastAPI and uvicorn ({exc.name} is missing); "
+                            "install them with pip install 'convlens[serve]'") from None
+    if args.torch_threads < 1:
+        raise ConvlensError(f"--torch-threads {args.torch_threads} is not valid; "
+                            "expected 1 or more")
+    loopback = args.host in LOOPBACK
+    hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
+    app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads)
+    if args.model:  # load it now: a bad file is a one-line error, not a broken page
+        state = app.state.explorer
+        state.model(state.default_model())
+    sock = _bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    url = _url(args.host, port)
+    if not loopback:
+        sys.stderr.write(f"convlens serve: listening on {args.host}, reachable from other "
+                         "machines; the explorer has no login — use 127.0.0.1 unless you "
+                         "trust the network\n")
+    threading.Thread(target=_warm_up, args=(app,), daemon=True).start()
+    print(f"convlens explorer: {url}  (Ctrl+C to stop)", flush=True)
+    if args.open:
+        import webbrowser
+        webbrowser.open(url)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0

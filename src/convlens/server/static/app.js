@@ -1,0 +1,282 @@
+// The explorer page: wires the image and model choices, the toy-network editor, the
+// journey, the stage grid and the channel view together.  No build step: plain ES modules.
+import { ApiError, getJSON, postTrace, uploadImage } from "./api.js";
+import { ChannelView } from "./channelview.js";
+import { NORM_LABELS, Palette, drawColorbar, fmt, scaleFor } from "./colour.js";
+import { Editor } from "./editor.js";
+import { StageGrid } from "./grid.js";
+import { Journey } from "./journey.js";
+
+const $ = (sel) => document.querySelector(sel);
+const perf = (window.__convlens = { renders: [], errors: [], trace: null, ready: false });
+
+const state = { info: null, palette: null, frame: null, stage: -1, channel: 0, seq: 0, ctrl: null };
+
+function colours() {
+  return { norm: $("#norm-select").value, cmap: $("#cmap-select").value, palette: state.palette };
+}
+
+function status(text) { $("#status").textContent = text; }
+
+function showError(err) {
+  const text = err instanceof ApiError || err instanceof Error ? err.message : String(err);
+  $("#error-text").textContent = text;
+  $("#error").hidden = false;
+  perf.errors.push(text);
+}
+
+function clearError() { $("#error").hidden = true; }
+
+// -- traces ---------------------------------------------------------------------
+async function requestTrace(reason, t0 = performance.now()) {
+  const seq = ++state.seq;
+  if (state.ctrl) state.ctrl.abort();
+  state.ctrl = new AbortController();
+  const model = $("#model-select").value;
+  const body = { image: $("#image-select").value, model, seed: 0 };
+  if (model === "toy") { body.spec = editor.spec(); body.seed = editor.seedValue(); }
+  status(`computing… (${reason})`);
+  document.body.setAttribute("aria-busy", "true");
+  try {
+    const frame = await postTrace(body, state.ctrl.signal);
+    if (seq !== state.seq) return;
+    const t1 = performance.now();
+    clearError();
+    showTrace(frame);
+    const t2 = performance.now();
+    await new Promise((r) => requestAnimationFrame(() => r()));
+    const ms = performance.now() - t0;
+    perf.renders.push({ reason, ms, trace: frame.header.trace.id, timing: frame.header.timing,
+      network_ms: t1 - t0, draw_ms: t2 - t1 });
+    const tm = frame.header.timing;
+    status(`${frame.header.trace.model} · ${frame.header.stages.length} stages · ` +
+      `${Math.round(ms)} ms (model ${Math.round(tm.capture_ms)} ms)`);
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    if (seq === state.seq) { showError(err); status("the last request failed; the page shows the previous result"); }
+  } finally {
+    if (seq === state.seq) document.body.removeAttribute("aria-busy");
+  }
+}
+
+function showTrace(frame) {
+  const h = frame.header;
+  const prev = state.frame ? state.frame.header.stages[state.stage] : null;
+  state.frame = frame;
+  perf.trace = h.trace.id;
+  document.body.dataset.trace = h.trace.id;
+  journey.show(frame, colours());
+  channel.setInput(frame);
+  $("#dl-trace").href = `/api/traces/${h.trace.id}/npz`;
+  $("#dl-trace").removeAttribute("aria-disabled");
+  const rep = $("#dl-report");
+  rep.hidden = !h.features.report;
+  rep.href = `/api/traces/${h.trace.id}/report.html`;
+  $("#arch-btn").hidden = !h.features.architecture;
+  showPredictions(h);
+  showModelInfo(h);
+  // stay on the same stage (by name, else by position) when the network changes
+  let pos = -1;
+  if (prev) {
+    pos = h.stages.findIndex((s) => s.name === prev.name);
+    if (pos < 0) pos = Math.min(state.stage, h.stages.length - 1);
+  }
+  journey.select(Math.max(pos, 0));
+}
+
+function showModelInfo(h) {
+  const box = $("#model-info");
+  const toy = h.trace.model_id === "toy";
+  $("#editor").hidden = !toy;
+  box.hidden = toy;
+  if (!toy) {
+    const steps = h.trace.preprocessing.filter((p) => p.op !== "layout").map((p) => p.op).join(", ");
+    $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), ${h.stages.length} stages. ` +
+      `Input ${h.trace.original[0]}x${h.trace.original[1]}` +
+      (steps ? `, preprocessing: ${steps}; the pictures show the input at the model's size.` : ".");
+  }
+}
+
+function showPredictions(h) {
+  const box = $("#predictions"), list = $("#pred-list");
+  const p = h.predictions;
+  box.hidden = !p;
+  list.replaceChildren();
+  $("#gradcam-box").hidden = !(p && h.features.gradcam);
+  if (!p) return;
+  for (const t of p.top) {
+    const li = document.createElement("li");
+    const pct = p.probabilities ? `${(100 * t.value).toFixed(1)}%` : fmt(t.value);
+    li.innerHTML = `<span class="cls"></span><span class="pct">${pct}</span>`;
+    li.querySelector(".cls").textContent = t.name;
+    if (p.probabilities) li.style.setProperty("--p", `${Math.max(1, 100 * t.value)}%`);
+    list.append(li);
+  }
+}
+
+// -- stage and channel ------------------------------------------------------------
+function showStageHead(stage) {
+  if (!stage) {
+    $("#stage-title").textContent = "Stage";
+    $("#stage-sub").textContent = "pick a stage in the journey";
+    $("#dl-stage").hidden = true;
+    return;
+  }
+  const c = colours();
+  $("#stage-title").textContent = `${stage.name} · ${stage.kind} · ${stage.shape_str}`;
+  const link = $("#dl-stage");
+  link.hidden = false;
+  link.href = `/api/traces/${state.frame.header.trace.id}/stages/${stage.position}/png?norm=${c.norm}` +
+    (c.cmap !== "auto" ? `&cmap=${c.cmap}` : "");
+  link.setAttribute("aria-label", `download ${stage.name} as PNG`);
+  const bar = $("#stage-bar");
+  if (c.norm === "map") {
+    bar.hidden = true;
+    $("#stage-sub").textContent = `${stage.op} · ${NORM_LABELS.map}: each map has its own colour range (hover a map to read it)`;
+  } else {
+    bar.hidden = false;
+    const [lo, hi] = c.norm === "global" ? state.frame.header.global : [stage.min, stage.max];
+    drawColorbar(bar, scaleFor(lo, hi, c.cmap, state.palette), state.palette, stage.name);
+    $("#stage-sub").textContent = `${stage.op} · ${NORM_LABELS[c.norm]} ${fmt(lo)} … ${fmt(hi)}`;
+  }
+}
+
+function selectStage(pos) {
+  const h = state.frame.header;
+  const stage = h.stages[pos];
+  state.stage = pos;
+  showStageHead(stage);
+  grid.show(h.trace.id, stage, h.global, colours());
+  // an open channel stays open (clamped to this stage's channels)
+  if (state.channel !== null) openChannel(Math.min(state.channel, stage.spatial ? stage.shape[0] - 1 : 0));
+  else channel.clear();
+}
+
+function openChannel(c, unit = null) {
+  const h = state.frame.header;
+  const stage = h.stages[state.stage];
+  state.channel = c;
+  channel.show(h.trace.id, stage, c, h.global, colours(), unit);
+}
+
+function recolour() {
+  if (!state.frame) return;
+  const t0 = performance.now();
+  const c = colours();
+  journey.paint(c);
+  grid.recolour(c);
+  channel.recolour(c);
+  if (state.stage >= 0) showStageHead(state.frame.header.stages[state.stage]);
+  perf.recolours = perf.recolours || [];
+  perf.recolours.push(performance.now() - t0);
+}
+
+// -- images ---------------------------------------------------------------------
+async function upload(file) {
+  if (!file) return;
+  const t0 = performance.now();
+  status(`uploading ${file.name}…`);
+  try {
+    const res = await uploadImage(file);
+    const sel = $("#image-select");
+    let opt = [...sel.options].find((o) => o.value === res.id);
+    if (!opt) {
+      opt = new Option(`${res.label} (${res.height}x${res.width})`, res.id);
+      sel.append(opt);
+    }
+    sel.value = res.id;
+    if (res.note) status(`${res.label}: ${res.note}`);
+    await requestTrace("upload", t0);
+  } catch (err) {
+    showError(err);
+    status("the upload was refused; the page shows the previous image");
+  } finally {
+    $("#upload-input").value = "";
+  }
+}
+
+function setupDrop() {
+  const overlay = $("#drop-overlay");
+  let depth = 0;
+  const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes("Files");
+  document.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; overlay.hidden = false; } });
+  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) overlay.hidden = true; });
+  document.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  document.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    depth = 0;
+    overlay.hidden = true;
+    upload(e.dataTransfer.files[0]);
+  });
+}
+
+async function showArchitecture() {
+  const dlg = $("#arch-dialog"), body = $("#arch-body");
+  const img = document.createElement("img");
+  img.alt = "architecture diagram of the model";
+  img.src = `/api/traces/${state.frame.header.trace.id}/architecture.svg`;
+  img.onerror = () => { body.textContent = "the diagram could not be drawn for this model"; };
+  body.replaceChildren(img);
+  dlg.showModal();
+}
+
+async function toggleGradcam() {
+  const on = $("#gradcam-toggle").checked;
+  if (!on) { channel.setHeat(null); return; }
+  try {
+    const g = await getJSON(`/api/traces/${state.frame.header.trace.id}/gradcam`);
+    const cv = document.createElement("canvas");
+    cv.width = g.w; cv.height = g.h;
+    const img = new ImageData(g.w, g.h);
+    const lut = state.palette.tables.inferno;
+    const px = new Uint32Array(img.data.buffer);
+    g.values.forEach((q, i) => {
+      px[i] = (lut[q] & 0x00ffffff) | (Math.round(0.6 * q) << 24);
+    });
+    cv.getContext("2d").putImageData(img, 0, 0);
+    channel.setHeat(cv);
+    status(`Grad-CAM for "${g.class_name}" at ${g.stage} (${g.h}x${g.w}, stretched to the input)`);
+  } catch (err) { showError(err); $("#gradcam-toggle").checked = false; }
+}
+
+// -- start ---------------------------------------------------------------------
+let editor, journey, grid, channel;
+
+async function main() {
+  const info = await getJSON("/api/info");
+  state.info = info;
+  state.palette = new Palette(info);
+  const imgSel = $("#image-select");
+  for (const im of info.images) imgSel.append(new Option(im.label, im.id));
+  const modelSel = $("#model-select");
+  for (const m of info.models) modelSel.append(new Option(m.label, m.id));
+  modelSel.value = info.default_model;
+  const cmapSel = $("#cmap-select");
+  for (const name of [...info.sequential, ...info.diverging]) cmapSel.append(new Option(name, name));
+
+  editor = new Editor($("#editor"), () => requestTrace("network"));
+  journey = new Journey($("#journey"), selectStage);
+  grid = new StageGrid($("#grid"), (c, unit) => openChannel(c, unit ?? null), showError);
+  channel = new ChannelView($("#channel-view"), showError);
+  channel.clear();
+
+  imgSel.addEventListener("change", () => requestTrace("image"));
+  modelSel.addEventListener("change", () => { state.stage = -1; state.channel = 0; requestTrace("model"); });
+  $("#norm-select").addEventListener("change", recolour);
+  $("#cmap-select").addEventListener("change", recolour);
+  $("#upload-btn").addEventListener("click", () => $("#upload-input").click());
+  $("#upload-input").addEventListener("change", (e) => upload(e.target.files[0]));
+  $("#error-close").addEventListener("click", clearError);
+  $("#arch-btn").addEventListener("click", showArchitecture);
+  $("#gradcam-toggle").addEventListener("change", toggleGradcam);
+  $("#channel-canvas").addEventListener("keydown", (e) => {
+    if (e.key === "Escape") document.querySelector("#grid .tile[tabindex='0']")?.focus();
+  });
+  setupDrop();
+  await requestTrace("start");
+  perf.ready = true;
+  document.body.dataset.ready = "1";
+}
+
+main().catch((err) => { showError(err); perf.ready = true; });

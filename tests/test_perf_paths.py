@@ -1,0 +1,358 @@
+"""The fast capture paths give exactly what the straightforward path gives.
+
+The reference here is the plainest possible capture: a forward hook on every leaf that
+clones the output the moment the layer returns, and copies the weights.  Every fast
+path (outputs held by reference, in-place copies on demand, the repeat-and-remember path
+for in-place ops inside ``forward``, float16, the disk store, ``weights="share"``,
+``layers=``) must agree with it exactly.  No timings here: speed is measured in bench/.
+"""
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import convlens
+from convlens.capture import torch as capture_torch_module
+from convlens.errors import CaptureError
+from convlens.nets.efficientnet import EfficientNetLite0
+
+
+def reference(model: nn.Module, x: np.ndarray) -> list[tuple[str, np.ndarray, dict]]:
+    """(name, output, weights) per leaf call: clone everything, as the layer returns."""
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    calls: dict[str, int] = {}
+    out: list[tuple[str, np.ndarray, dict]] = []
+    handles = []
+
+    def make(name: str, m: nn.Module):
+        def hook(_m, _args, output):
+            calls[name] = calls.get(name, 0) + 1
+            full = name if calls[name] == 1 else f"{name}#{calls[name]}"
+            w = {k: v.detach().clone().numpy() for k, v in
+                 list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
+                 if v.is_floating_point()}
+            out.append((full, output.detach().clone().numpy(), w))
+        return hook
+
+    for name, m in leaves:
+        handles.append(m.register_forward_hook(make(name, m)))
+    try:
+        with torch.no_grad():
+            model(torch.from_numpy(x))
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def assert_same(trace: convlens.Trace, ref, dtype=np.float32, weights=True) -> None:
+    stages = [s for s in trace if s.name != "output"]
+    assert [s.name for s in stages] == [r[0] for r in ref]
+    for s, (name, arr, w) in zip(stages, ref):
+        assert s.output.dtype == dtype, name
+        np.testing.assert_array_equal(s.output, arr.astype(dtype), err_msg=name)
+        if weights:
+            assert list(s.weights) == list(w), name
+            for k in w:
+                assert s.weights[k].dtype == np.float32
+                np.testing.assert_array_equal(s.weights[k], w[k], err_msg=f"{name}.{k}")
+        else:
+            assert s.weights == {}
+
+
+class Residual(nn.Module):
+    """In-place ReLUs, a functional ``+=`` inside forward, a dropout (eval: returns its very
+    input tensor) before an in-place ReLU, and a flatten view changed in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.drop = nn.Dropout(0.5)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.flat = nn.Flatten()
+        self.act = nn.Hardtanh(-0.1, 0.1, inplace=True)
+        with torch.no_grad():
+            self.bn1.running_mean.uniform_(-0.2, 0.2)
+            self.bn1.running_var.uniform_(0.5, 2.0)
+            self.conv2.weight.mul_(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu1(self.bn1(self.conv1(x)))
+        z = self.conv2(y)
+        z += y  # changes conv2's held output after it returned
+        z = self.relu2(self.drop(z))
+        return self.act(self.flat(z))
+
+
+def small_cat(size: int = 24) -> np.ndarray:
+    return convlens.resize(convlens.cat(), (size, size))
+
+
+def test_efficientnet_fast_path_equals_clone_everything():
+    torch.manual_seed(0)
+    model = EfficientNetLite0(num_classes=10).eval()
+    trace = convlens.capture(model, small_cat(48))
+    assert len(trace) == 144  # every leaf call, no extra output stage
+    assert_same(trace, reference(model, trace.model_input))
+
+
+def test_inplace_ops_are_copied_exactly_on_the_first_and_the_next_capture():
+    model = Residual().eval()
+    img = small_cat(8)
+    first = convlens.capture(model, img)
+    ref = reference(model, first.model_input)
+    assert_same(first, ref)
+    # what the in-place ops overwrote really differs from what the model ended with
+    assert first["conv2"].output.min() < 0 and first["drop"].output.min() < 0
+    assert first["flat"].output.max() > 0.1
+    # the next capture copies the remembered stages at once (no second pass) and agrees
+    # (conv2: `z += y`; relu2: changed through the flatten view, which shares its memory)
+    assert capture_torch_module._INPLACE_HINT[model] == {"conv2", "relu2"}
+    second = convlens.capture(model, img)
+    assert second.equals(first)
+
+
+def test_output_held_by_two_stages_is_copied_for_both():
+    # eval-mode Dropout returns its very input: conv and dropout hold one tensor, which
+    # the in-place ReLU then overwrites (this once left the conv stage showing the ReLU)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Dropout(), nn.ReLU(inplace=True)).eval()
+    trace = convlens.capture(model, small_cat(10))
+    assert_same(trace, reference(model, trace.model_input))
+    assert trace["0"].output.min() < 0 and trace["1"].output.min() < 0
+    assert model not in capture_torch_module._INPLACE_HINT  # the pre-hook copied both
+
+
+def test_inference_mode_and_training_mode_models_give_the_same_stages():
+    model = Residual().eval()
+    img = small_cat(8)
+    ref = convlens.capture(model, img)
+    with torch.inference_mode():
+        assert convlens.capture(model, img).equals(ref)
+    model.train()
+    assert convlens.capture(model, img).equals(ref)
+    assert all(m.training for m in model.modules())
+
+
+def test_float16_is_the_float32_output_rounded():
+    model = Residual().eval()
+    trace = convlens.capture(model, small_cat(8), dtype="float16")
+    assert_same(trace, reference(model, trace.model_input), dtype=np.float16)
+    lenet = convlens.capture(EfficientNetLite0(10).eval(), small_cat(32), dtype="float16",
+                             layers="head.*")
+    assert {s.output.dtype for s in lenet} == {np.dtype(np.float16)}
+
+
+def test_disk_store_round_trip(tmp_path):
+    model = Residual().eval()
+    img = small_cat(8)
+    trace = convlens.capture(model, img, store="disk", directory=tmp_path / "stages")
+    assert_same(trace, reference(model, trace.model_input))
+    files = sorted(p.name for p in (tmp_path / "stages").iterdir())
+    assert files == [f"{i:04d}-{s.name}.npy" for i, s in enumerate(trace)]
+    for i, s in enumerate(trace):
+        assert not s.output.flags.writeable
+        np.testing.assert_array_equal(np.load(tmp_path / "stages" / files[i]), s.output)
+    # a second capture into the same folder replaces the files, not the first trace's data
+    kept = {s.name: np.array(s.output) for s in trace}
+    other = convlens.capture(model, img[::-1].copy(), store="disk", directory=tmp_path / "stages")
+    assert not np.array_equal(other["conv1"].output, kept["conv1"])
+    assert all(np.array_equal(s.output, kept[s.name]) for s in trace)
+    # float16 on disk, and a saved trace reads back equal
+    half = convlens.capture(model, img, dtype="float16", store="disk", directory=tmp_path / "h")
+    assert_same(half, reference(model, half.model_input), dtype=np.float16)
+    assert convlens.Trace.load(half.save(tmp_path / "h.npz")).equals(half)
+
+
+def test_weights_share_and_none():
+    model = Residual().eval()
+    img = small_cat(8)
+    ref = reference(model, convlens.capture(model, img).model_input)
+    shared = convlens.capture(model, img, weights="share")
+    assert_same(shared, ref)
+    w = shared["conv1"].weights["weight"]
+    assert np.shares_memory(w, model.conv1.weight.detach().numpy()) and not w.flags.writeable
+    copied = convlens.capture(model, img)
+    assert not np.shares_memory(copied["conv1"].weights["weight"], model.conv1.weight.detach().numpy())
+    with torch.no_grad():
+        model.conv1.weight.data.mul_(2)  # not seen by the version counter: a copy is a copy
+    np.testing.assert_array_equal(copied["conv1"].weights["weight"], ref[0][2]["weight"])
+    assert_same(convlens.capture(model, img, weights="none"), reference(model, shared.model_input),
+                weights=False)
+    assert convlens.capture(model, img, weights=False)["conv1"].weights == {}
+
+
+class Probe(nn.Module):
+    """A last layer that counts which earlier outputs are still alive when it runs."""
+
+    def __init__(self, refs: list) -> None:
+        super().__init__()
+        self.refs = refs
+        self.alive: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.alive = [name for name, r in self.refs if r() is not None]
+        return x
+
+
+def test_layers_keeps_only_the_selected_outputs_alive():
+    torch.manual_seed(0)
+    refs: list = []
+    probe = Probe(refs)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3), nn.Tanh(), probe).eval()
+    for i, m in enumerate(list(model)[:-1]):
+        m.register_forward_hook(lambda _m, _a, out, i=i: refs.append((str(i), weakref.ref(out))))
+    img = small_cat(12)
+    full = convlens.capture(model, img)
+    assert probe.alive == ["0", "1", "2", "3", "4", "5"]
+    refs.clear()
+    sel = convlens.capture(model, img, layers=["0", "4"])
+    assert probe.alive == ["0", "4", "5"]  # 5 is the probe's own input
+    assert sel.names == ["0", "4"]
+    np.testing.assert_array_equal(sel["4"].output, full["4"].output)
+    refs.clear()
+    convlens.capture(model, img, dtype="float16")
+    assert probe.alive == ["5"]  # converted as each layer returned; nothing held
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    model = Residual().eval()
+    img = small_cat(8)
+    with pytest.raises(CaptureError, match="unknown dtype 'int8'; expected one of float32, float16"):
+        convlens.capture(model, img, dtype="int8")
+    with pytest.raises(CaptureError, match="unknown store 'cloud'; expected one of memory, disk"):
+        convlens.capture(model, img, store="cloud")
+    with pytest.raises(CaptureError, match="unknown weights 'lazy'; expected one of copy, share, none"):
+        convlens.capture(model, img, weights="lazy")
+    with pytest.raises(CaptureError, match="store='disk' needs directory="):
+        convlens.capture(model, img, store="disk")
+    with pytest.raises(CaptureError, match="only used with store='disk'"):
+        convlens.capture(model, img, directory=tmp_path)
+
+
+def test_keras_applies_the_same_options(tmp_path):
+    keras = pytest.importorskip("keras")
+    from models import ramp_image
+
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 2, name="conv"),
+                              keras.layers.ReLU(name="relu")])
+    full = convlens.capture(model, ramp_image())
+    half = convlens.capture(model, ramp_image(), dtype="float16", weights="none",
+                            store="disk", directory=tmp_path)
+    assert half.names == full.names
+    for a, b in zip(half, full):
+        np.testing.assert_array_equal(a.output, b.output.astype(np.float16))
+        assert a.weights == {} and not a.output.flags.writeable
+
+
+# -- rendering: the vectorised grid draws what composing one Block per tile draws ----------
+def grid_by_blocks(st, image=0, norm="map", channels=None, max_channels=None, cols=None,
+                   cmap=None, tile=96, vrange=None):
+    """render.grid the straightforward way: a Scale, a framed tile and text images per
+    channel, stacked into cells, laid out, headed, padded."""
+    import math
+
+    from convlens.render.colorbar import colorbar
+    from convlens.render.layout import grid_layout, vstack, zoom_factor
+    from convlens.render.panel import finish, header, stage_record, wrap
+    from convlens.render.resolve import channel_scales, check_channels
+    from convlens.render.scale import NORM_LABELS
+    from convlens.render.text import INK, MUTED, SMALL, fmt, text_image, text_width
+    from convlens.render.tiles import heat_pixels, tile as draw_tile
+
+    chs = check_channels(st, channels, max_channels)
+    ncols = math.ceil(math.sqrt(len(chs))) if cols is None else cols
+    scales = channel_scales(st, image, norm, chs, cmap, vrange)
+    x = st.output[image]
+    zoom = zoom_factor(*st.output.shape[2:], tile)
+    cells = []
+    for c, s in zip(chs, scales):
+        labels = [f"#{c}"]
+        if norm == "map":
+            labels.append(s.describe())
+        elif norm == "standard":
+            labels += [f"mean {fmt(s.mean or 0.0)}", f"sd {fmt(s.std or 0.0)}"]
+        body = draw_tile(heat_pixels(x[c], s), {"channel": c, **s.as_meta(), "labels": labels},
+                         zoom=zoom)
+        width = max(body.width, *(text_width(t, SMALL) for t in labels))
+        texts = [text_image(t, SMALL, INK if k == 0 else MUTED, width=width, align="center")
+                 for k, t in enumerate(labels)]
+        cells.append(vstack([texts[0], body, *texts[1:]], gap=1, align="center"))
+    body = grid_layout(cells, ncols, gap=6)
+    rec = stage_record(st, image, norm, "grid")
+    shown = (f"channels {len(chs)} of {st.channels}" if len(chs) < st.channels
+             else f"{st.channels} channels")
+    sub = f"{st.kind} · {st.op} · {st.shape_str} · {shown} · image {image} · {NORM_LABELS[norm]}"
+    parts = [header(st.name, sub, max(body.width, 360)), body]
+    labels = []
+    if norm != "map":
+        length = min(max(body.width, 160), 420)
+        if norm == "standard":
+            bar, labels = colorbar(scales[0], length, sigma_units=True,
+                                   caption=f"each map standardised: (x - mean) / sd · {scales[0].cmap}")
+        else:
+            s = scales[0]
+            bar, labels = colorbar(s, length, caption=f"{NORM_LABELS[norm]} · {s.cmap}")
+            rec.update({k: v for k, v in s.as_meta().items()
+                        if k in ("vmin", "vmax", "cmap", "signed", "constant")})
+        parts.append(bar)
+    rec.update(labels=labels, channels=chs, zoom=zoom)
+    return finish(wrap(vstack(parts, gap=6), rec), {"view": "grid"})
+
+
+def awkward_stage(dtype=np.float32) -> convlens.Stage:
+    """Maps of every kind: signed, non-negative, constant, all-zero, NaN, +-inf, tiny, huge."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 12, 5, 7)).astype(np.float64)
+    x[0, 1] = np.abs(x[0, 1]) * 1e-5
+    x[0, 2] = 3.0
+    x[0, 3] = 0.0
+    x[0, 4, 1, 2] = np.nan
+    x[0, 5, 0, 0], x[0, 5, 4, 6] = np.inf, -np.inf
+    x[0, 6] = np.abs(x[0, 6]) * 1e6
+    x[0, 7] = np.nan
+    x[0, 8] = -2.0
+    x[0, 9] *= 123.456
+    with np.errstate(over="ignore"):  # float16: the huge map becomes inf, also worth drawing
+        out = x.astype(dtype)
+    return convlens.Stage(index=0, name="mixed", kind="conv", op="Conv2d", output=out)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"norm": "stage"}, {"norm": "global", "vrange": (-1.0, 50.0)}, {"norm": "standard"},
+    {"tile": 8, "cols": 5}, {"channels": [9, 0, 4, 4], "cmap": "magma", "image": 1},
+    {"max_channels": 3, "tile": 40}, {"dtype": np.float16},
+])
+def test_vectorised_grid_equals_the_block_by_block_grid(options):
+    options = dict(options)
+    st = awkward_stage(options.pop("dtype", np.float32))
+    fast = convlens.render.grid(st, **options)
+    slow = grid_by_blocks(st, **options)
+    assert fast.size == slow.size
+    np.testing.assert_array_equal(fast.to_array(), slow.to_array())
+    assert fast.meta == slow.meta
+
+
+def test_scaleset_is_a_list_of_scales():
+    from convlens.render.scale import Scale
+    from convlens.render.scaleset import ScaleSet
+
+    maps = awkward_stage().output[0]
+    for cmap in (None, "gray"):
+        sset = ScaleSet.per_map(maps, cmap)
+        scales = [Scale.for_data(m, "map", cmap) for m in maps]
+        assert [sset.scale(k) for k in range(len(maps))] == scales
+        assert sset.metas() == [s.as_meta() for s in scales]
+        assert sset.describe() == [s.describe() for s in scales]
+        np.testing.assert_array_equal(sset.colorize(maps), np.stack([s.colorize(m) for s, m in
+                                                                     zip(scales, maps)]))
+    std = [Scale.standardized(m) for m in maps]
+    np.testing.assert_array_equal(ScaleSet.from_scales(std).colorize(maps),
+                                  np.stack([s.colorize(m) for s, m in zip(std, maps)]))
