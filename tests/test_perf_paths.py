@@ -356,3 +356,26 @@ def test_scaleset_is_a_list_of_scales():
     std = [Scale.standardized(m) for m in maps]
     np.testing.assert_array_equal(ScaleSet.from_scales(std).colorize(maps),
                                   np.stack([s.colorize(m) for s, m in zip(std, maps)]))
+
+
+@pytest.mark.parametrize("shape,box,norm", [((12, 5, 7), 20, "map"), ((12, 5, 7), 20, "standard"),
+                                            ((5, 40, 30), 11, "stage"), ((3, 9, 9), 9, "map")])
+def test_mini_grid_equals_tile_by_tile_layout(shape, box, norm):
+    from convlens.render.layout import grid_layout
+    from convlens.render.mosaic import heat_grid
+    from convlens.render.resolve import channel_scales
+    from convlens.render.scaleset import ScaleSet
+    from convlens.render.tiles import heat_tile
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, *shape)).astype(np.float32)
+    x[0, 1] = np.abs(x[0, 1])
+    x[0, 2, 0, 0] = np.nan
+    st = convlens.Stage(index=0, name="s", kind="conv", op="Conv2d", output=x)
+    chs = [2, 0, 1][: shape[0]] + list(range(3, shape[0]))
+    scales = channel_scales(st, 0, norm, chs)
+    slow = grid_layout([heat_tile(x[0, c], s, {"channel": c, **s.as_meta()}, box=box)
+                        for c, s in zip(chs, scales)], 4, 2)
+    fast = heat_grid(x[0], chs, ScaleSet.from_scales(scales), box, 4, 2)
+    np.testing.assert_array_equal(np.asarray(fast.image), np.asarray(slow.image))
+    assert fast.records == slow.records

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "convlens.compare_cli",
     "convlens.report.cli",
     "convlens.server.cli",
+    "convlens.attribute.cli",
 )
 
 _EXAMPLES = """examples:

@@ -103,7 +103,14 @@ def trained_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tupl
     return make(outdir, backend=backend, seed=seed)
 
 
-SECTIONS: tuple[SectionMaker, ...] = (explanations_section, trained_section)
+def attention_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
+    """Grad-CAM, saliency and activation maximization (convlens.attribute)."""
+    from .attribute.demo import attention_section as make
+
+    return make(outdir, backend, seed)
+
+
+SECTIONS: tuple[SectionMaker, ...] = (explanations_section, trained_section, attention_section)
 """Sections after the tutorial's experiments: each (outdir, backend, seed) -> (title, cards)."""
 
 

@@ -37,15 +37,23 @@ def shift(record: Any, dx: int, dy: int) -> Any:
     if isinstance(record, dict):
         out = {}
         for k, v in record.items():
+            t = type(v)
             if (k == "box" or k.endswith("_box")) and v is not None:
                 x0, y0, x1, y1 = v
                 out[k] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+            elif t is dict or t is list:
+                out[k] = shift(v, dx, dy)
+            elif t in _LEAVES:  # nothing inside to move: no call (records are copied a lot)
+                out[k] = v
             else:
                 out[k] = shift(v, dx, dy)
         return out
     if isinstance(record, list):
         return [shift(r, dx, dy) for r in record]
     return record
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None), tuple})
 
 
 def _as_block(b: Block | Image.Image) -> Block:

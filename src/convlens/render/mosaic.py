@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 
+from .layout import Block, zoom_factor
 from .scaleset import ScaleSet
 from .text import BACKGROUND, INK, MUTED, SMALL, TEXT_MARGIN, line_height, text_pixels, text_width
 from .tiles import FRAME
 
-__all__ = ["Mosaic", "blank", "CELL_GAP"]
+__all__ = ["Mosaic", "heat_grid", "blank", "CELL_GAP"]
 
 CELL_GAP = 6
 """Pixels between cells (as ``grid_layout(..., gap=6)``)."""
@@ -88,3 +90,42 @@ class Mosaic:
             records.append({"channel": self.channels[k], **self.metas[k], "labels": self.labels[k],
                             "zoom": zf, "box": (bx + 1, by + 1, bx + 1 + w * zoom, by + 1 + h * zoom)})
         return records
+
+
+def heat_grid(x: np.ndarray, channels: Sequence[int], scales: ScaleSet, box: int, cols: int,
+              gap: int) -> Block:
+    """``grid_layout([heat_tile(x[c], s, {"channel": c, **s.as_meta()}, box=box) ...],
+    cols, gap)`` drawn at once: maps that fit ``box`` enlarged by one integer factor,
+    larger ones area-averaged (their *values*, as ``heat_tile`` does) to fit it."""
+    n = len(channels)
+    _, h, w = x.shape
+    if max(h, w) <= box:
+        k = zoom_factor(h, w, box)
+        colours = scales.colorize(x[list(channels)])
+        if k > 1:
+            colours = np.repeat(np.repeat(colours, k, axis=1), k, axis=2)
+        zooms = [float(k)] * n
+    else:
+        ratio = box / max(h, w)
+        size = (max(1, round(w * ratio)), max(1, round(h * ratio)))
+        small = np.stack([
+            np.asarray(Image.fromarray(np.ascontiguousarray(x[c], dtype=np.float32)).resize(
+                size, Image.Resampling.BOX)) for c in channels
+        ])
+        colours = scales.colorize(small)
+        zooms = [size[0] / w] * n
+    th, tw = colours.shape[1:3]
+    cw, ch = tw + 2, th + 2
+    cols = max(1, min(int(cols), n))
+    rows = (n + cols - 1) // cols
+    canvas = blank(rows * ch + gap * (rows - 1), cols * cw + gap * (cols - 1))
+    records = []
+    for i, (c, meta) in enumerate(zip(channels, scales.metas())):
+        r, q = divmod(i, cols)
+        x0, y0 = q * (cw + gap), r * (ch + gap)
+        cell = canvas[y0:y0 + ch, x0:x0 + cw]
+        cell[...] = FRAME
+        cell[1:-1, 1:-1] = colours[i]
+        records.append({"channel": c, **meta, "zoom": zooms[i],
+                        "box": (x0 + 1, y0 + 1, x0 + 1 + tw, y0 + 1 + th)})
+    return Block(Image.fromarray(canvas), records)

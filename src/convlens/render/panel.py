@@ -19,9 +19,11 @@ from .bars import bar_chart
 from .colorbar import colorbar, legend
 from .colormaps import CmapName
 from .figure import Figure
-from .layout import Block, grid_layout, pad, vstack
+from .layout import Block, pad, vstack
+from .mosaic import heat_grid
 from .resolve import channel_scales, rgb_range, vector_scale
 from .scale import NORM_LABELS, Norm, Scale
+from .scaleset import ScaleSet
 from .text import INK, LABEL, MUTED, TITLE, fmt, text_image, wrap_text
 from .tiles import heat_tile, photo_pixels, rgb_pixels, tile
 
@@ -90,11 +92,8 @@ def _mini_grid(
     n = len(channels)
     cols = math.ceil(math.sqrt(n))
     sub = max(4, (box - gap * (cols - 1)) // cols - 2)  # -2: each tile's frame
-    cells = [
-        heat_tile(x[c], s, {"channel": c, **s.as_meta()}, box=sub)
-        for c, s in zip(channels, scales)
-    ]
-    return grid_layout(cells, cols, gap)
+    # = grid_layout([heat_tile(x[c], s, {"channel": c, **s.as_meta()}, box=sub) ...]), at once
+    return heat_grid(x, channels, ScaleSet.from_scales(scales), sub, cols, gap)
 
 
 def stage_panel(
