@@ -64,6 +64,13 @@ class LayerInfo:
     groups: int = 1
     mode: str = ""
     function: str = ""
+    extra_sources: tuple[int, ...] = ()
+    """Further inputs of a merge step (a residual add): positions, like ``source``."""
+
+    @property
+    def sources(self) -> tuple[int, ...]:
+        """Every step feeding this one (``source`` first), without repeats."""
+        return tuple(dict.fromkeys((self.source, *self.extra_sources)))
 
     @property
     def spatial(self) -> bool:
@@ -215,7 +222,8 @@ def _from_trace(trace: Trace) -> tuple[tuple[int, ...], list[LayerInfo]]:
         shape = in_shape if src == -1 else tuple(trace.stages[src].shape)
         p = st.params
         common: dict[str, Any] = dict(position=pos, name=st.name, op=st.op, in_shape=shape,
-                                      out_shape=tuple(st.shape), source=src)
+                                      out_shape=tuple(st.shape), source=src,
+                                      extra_sources=_extra_sources(trace, st, src))
         if st.kind in ("conv", "pool") and len(shape) == 3 and st.is_spatial:
             infos.append(_windowed(st, shape, common))
         elif st.kind == "activation":
@@ -224,6 +232,17 @@ def _from_trace(trace: Trace) -> tuple[tuple[int, ...], list[LayerInfo]]:
         else:
             infos.append(LayerInfo(kind=st.kind, **common))
     return in_shape, infos
+
+
+def _extra_sources(trace: Trace, st: Stage, src: int) -> tuple[int, ...]:
+    """Positions of a merge stage's other inputs (``params["sources"]``, stage indices)."""
+    where = _position_of_index(trace)
+    found = []
+    for index in st.params.get("sources", ()) or ():
+        pos = -1 if index == -1 else where.get(index)
+        if pos is not None and pos != src:
+            found.append(pos)
+    return tuple(found)
 
 
 def _windowed(st: Stage, shape: tuple[int, ...], common: dict[str, Any]) -> LayerInfo:

@@ -97,6 +97,43 @@ def _back_mask(info: LayerInfo, m: np.ndarray) -> np.ndarray:
     return big[pt:pt + hi, pl:pl + wi]
 
 
+def _walk_back(infos: list[LayerInfo], start: int, m: np.ndarray, rows: tuple[int, int],
+               cols: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """Carry the output mask of step ``start`` back to the input through every path.
+
+    Steps are in execution order, so every source comes before the step it feeds:
+    walking positions downwards, each step's mask is complete (the union over every
+    step it feeds) before it is pushed on to its own sources.  A merge (residual add)
+    passes its mask to all of its inputs, so both branches count.
+    """
+    masks = {start: (m, rows, cols)}
+    result: tuple[np.ndarray, tuple[int, int], tuple[int, int]] | None = None
+    for pos in range(start, -1, -1):
+        if pos not in masks:
+            continue
+        m, rows, cols = masks.pop(pos)
+        info = infos[pos]
+        _check_spatial(info)
+        if info.windowed:
+            (pt, _), (pl, _) = info.padding
+            (sh, sw), (dh, dw) = info.stride, info.dilation
+            kh, kw = info.kernel  # type: ignore[misc]
+            rows = (rows[0] * sh - pt, rows[1] * sh - pt + dh * (kh - 1))
+            cols = (cols[0] * sw - pl, cols[1] * sw - pl + dw * (kw - 1))
+            m = _back_mask(info, m)
+        for src in info.sources:
+            prev = result if src == -1 else masks.get(src)
+            merged = (m, rows, cols) if prev is None else (
+                prev[0] | m, (min(prev[1][0], rows[0]), max(prev[1][1], rows[1])),
+                (min(prev[2][0], cols[0]), max(prev[2][1], cols[1])))
+            if src == -1:
+                result = merged
+            else:
+                masks[src] = merged
+    assert result is not None  # every path ends at the input
+    return result
+
+
 def _check_spatial(info: LayerInfo) -> None:
     if (len(info.in_shape) == 3 and len(info.out_shape) == 3 and info.in_shape[1:] != info.out_shape[1:]
             and not info.windowed):
@@ -153,15 +190,7 @@ def receptive_field(
         if info.windowed:
             jump[0] *= info.stride[0]
             jump[1] *= info.stride[1]
-    for info in reversed(steps):
-        if not info.windowed:
-            continue
-        (pt, _), (pl, _) = info.padding
-        (sh, sw), (dh, dw) = info.stride, info.dilation
-        kh, kw = info.kernel  # type: ignore[misc]
-        rows = (rows[0] * sh - pt, rows[1] * sh - pt + dh * (kh - 1))
-        cols = (cols[0] * sw - pl, cols[1] * sw - pl + dw * (kw - 1))
-        m = _back_mask(info, m)
+    m, rows, cols = _walk_back(infos, steps[-1].position, m, rows, cols)
     return ReceptiveField(target.name, position, rows, cols, m, (jump[0], jump[1]))
 
 
