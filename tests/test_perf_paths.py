@@ -379,3 +379,78 @@ def test_mini_grid_equals_tile_by_tile_layout(shape, box, norm):
     fast = heat_grid(x[0], chs, ScaleSet.from_scales(scales), box, 4, 2)
     np.testing.assert_array_equal(np.asarray(fast.image), np.asarray(slow.image))
     assert fast.records == slow.records
+
+
+def colorbar_by_draw(scale, length, thickness=10, sigma_units=False, size=11):
+    """render.colorbar's bar the straightforward way: drawn with ImageDraw on a Pillow image."""
+    from PIL import Image, ImageDraw
+
+    from convlens.render.colormaps import lut
+    from convlens.render.text import BACKGROUND, INK, font, line_height, text_width
+
+    length = max(16, int(length))
+    ticks = scale.ticks(sigma_units=sigma_units)
+    labels = [t for _, t in ticks]
+    widths = [text_width(t, size) for t in labels]
+    width = max(length, sum(widths) + 8 * (len(widths) - 1))
+    img = Image.new("RGB", (width, thickness + 3 + line_height(size)), BACKGROUND)
+    if len(ticks) == 1:
+        bar = np.broadcast_to(scale.colorize(np.array([ticks[0][0]]))[0], (thickness, length, 3))
+    else:
+        idx = np.floor((np.arange(length) + 0.5) / length * 256).astype(np.int64).clip(0, 255)
+        bar = np.broadcast_to(lut(scale.cmap)[idx], (thickness, length, 3))
+    x0 = (width - length) // 2
+    img.paste(Image.fromarray(np.ascontiguousarray(bar)), (x0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([x0, 0, x0 + length - 1, thickness - 1], outline=(150, 150, 150))
+    if len(ticks) == 1:
+        draw.text(((width - widths[0]) // 2, thickness + 3), labels[0], font=font(size), fill=INK)
+        return img
+    placed = []
+    for i in [0, len(ticks) - 1] + list(range(1, len(ticks) - 1)):
+        value, text = ticks[i]
+        tx = x0 + int(round(float(scale.to_unit(np.array(value))) * (length - 1)))
+        w = widths[i]
+        lx = 0 if i == 0 else (width - w if i == len(ticks) - 1 else tx - w // 2)
+        lx = min(max(lx, 0), width - w)
+        if any(lx < b + 4 and lx + w + 4 > a for a, b in placed):
+            continue
+        placed.append((lx, lx + w))
+        draw.line([tx, thickness, tx, thickness + 2], fill=INK)
+        draw.text((lx, thickness + 3), text, font=font(size), fill=INK)
+    return img
+
+
+@pytest.mark.parametrize("lo,hi,length,sigma", [(-3.2, 8.0, 128, False), (0.0, 0.731, 40, False),
+                                                (5.0, 5.0, 100, False), (-1e-5, 2e-6, 300, False),
+                                                (-2.0, 2.0, 16, False), (0.0, 123456.0, 60, False),
+                                                (None, None, 128, True)])
+def test_array_colorbar_equals_the_drawn_one(lo, hi, length, sigma):
+    from convlens.render.colorbar import colorbar
+    from convlens.render.scale import Scale
+
+    if sigma:
+        scale = Scale.standardized(np.arange(10.0))
+    else:
+        scale = Scale.from_range(lo, hi)
+    block, _ = colorbar(scale, length, sigma_units=sigma)
+    np.testing.assert_array_equal(np.asarray(block.image),
+                                  np.asarray(colorbar_by_draw(scale, length, sigma_units=sigma)))
+
+
+def test_stage_ranges_are_shared_only_inside_one_figure():
+    from convlens.render.resolve import shared_ranges, stage_range
+
+    st = awkward_stage()
+    with shared_ranges():
+        first = stage_range(st)
+        st.output[1, 0, 0, 0] = 1e9  # (a figure never changes its data while it draws)
+        assert stage_range(st) == first
+    assert stage_range(st)[1] == 1e9  # outside: computed from the data as it is now
+    tr = convlens.Trace(stages=[st], input=np.zeros((2, 5, 7, 3), np.float32), framework="torch",
+                        model_name="m")
+    a = convlens.render.journey(tr)
+    with shared_ranges():
+        b = convlens.render.journey(tr)
+    np.testing.assert_array_equal(a.to_array(), b.to_array())
+    assert a.meta == b.meta

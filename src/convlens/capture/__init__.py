@@ -5,7 +5,9 @@ importing either framework until it is needed.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -14,7 +16,7 @@ import numpy as np
 from ..errors import CaptureError, ModelError
 from ..images import as_batch
 from ..preprocess import Preprocess
-from ..trace import Stage, Trace, select_stages
+from ..trace import Stage, Trace
 from .options import Store, StoreDtype, Weights, check_options, finish_stages
 
 __all__ = ["capture", "framework_of"]
@@ -143,10 +145,13 @@ class _Selector:
             raise CaptureError("empty layer selection; give stage names, kinds or glob patterns")
         self.seen: list[tuple[str, str]] = []
         self.matched: set[str] = set()
+        # what select_stages matches (a name, a kind or a glob), compiled once: this runs
+        # for every layer call of the forward pass
+        self._globs = [(s, re.compile(fnmatch.translate(s)).match) for s in self.selectors]
 
     def __call__(self, name: str, kind: str) -> bool:
         self.seen.append((name, kind))
-        hits = [s for s in self.selectors if select_stages([(name, kind)], [s], strict=False)]
+        hits = [s for s, glob in self._globs if name == s or kind == s or glob(name) is not None]
         self.matched.update(hits)
         return bool(hits)
 

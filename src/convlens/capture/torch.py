@@ -250,35 +250,37 @@ def _pack_weights(modules: list[nn.Module], mode: str) -> dict[int, dict[str, np
     parameters, then buffers.  ``"copy"`` gathers all CPU float32 ones with one
     concatenation into one buffer (each array a view of its own slice); ``"share"``
     gives read-only views of the model's memory; ``"none"`` nothing."""
-    out: dict[int, dict[str, Any]] = {id(m): {} for m in modules}
-    if mode == "none":
-        return out
-    items: list[tuple[dict[str, Any], str, torch.Tensor]] = []
+    out: dict[int, dict[str, Any]] = {}
+    fast: list[tuple[dict[str, Any], str, torch.Tensor]] = []  # CPU float32: the usual case
+    f32 = torch.float32
     for m in modules:
-        d = out[id(m)]
+        d = out[id(m)] = {}
+        if mode == "none":
+            continue
         if isinstance(m, _SCRIPT):
             pairs = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
         else:
             pairs = list(m._parameters.items()) + list(m._buffers.items())
         for k, v in pairs:
-            if v is not None and v.is_floating_point():
-                d[k] = None  # keeps the order: parameters, then buffers
-                items.append((d, k, v))
-    fast = [it for it in items if it[2].dtype is torch.float32 and it[2].is_cpu]
-    for d, k, v in items:
-        if v.dtype is not torch.float32 or not v.is_cpu:
-            d[k] = v.detach().to("cpu", torch.float32).numpy().copy()
+            if v is None:
+                continue
+            if v.dtype is f32 and v.is_cpu:
+                d[k] = None  # filled below; keeps the order: parameters, then buffers
+                fast.append((d, k, v))
+            elif v.is_floating_point():
+                d[k] = v.detach().to("cpu", f32).numpy().copy()
     if mode == "share":
         for d, k, v in fast:
             a = v.detach().numpy()
             a.flags.writeable = False  # the model's own memory: never written through a Trace
             d[k] = a
     elif fast:
-        flat = _flatten([v.detach() for _, _, v in fast]).numpy()
+        flat = _flatten([v for _, _, v in fast]).detach().numpy()
         off = 0
         for d, k, v in fast:
+            shape = v.shape
             n = v.numel()
-            d[k] = flat[off:off + n].reshape(v.shape)
+            d[k] = flat[off:off + n].reshape(shape)
             off += n
     return out
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from .colormaps import lut
 from .layout import Block, vstack
 from .scale import Scale
-from .text import BACKGROUND, INK, MUTED, SMALL, font, line_height, text_image, text_width, wrap_text
+from .text import (
+    BACKGROUND, INK, MUTED, SMALL, line_height, stamp, text_image, text_width, wrap_text,
+)
 
 __all__ = ["colorbar", "legend"]
 
@@ -28,20 +30,20 @@ def colorbar(
     widths = [text_width(t, size) for t in labels]
     width = max(length, sum(widths) + 8 * (len(widths) - 1))
     lh = line_height(size)
-    img = Image.new("RGB", (width, thickness + 3 + lh), BACKGROUND)
-    if len(ticks) == 1:
+    img = np.full((thickness + 3 + lh, width, 3), BACKGROUND, np.uint8)  # drawn as arrays:
+    if len(ticks) == 1:                                                    # labels are cached
         swatch = scale.colorize(np.array([ticks[0][0]]))[0]
         bar = np.broadcast_to(swatch, (thickness, length, 3))
     else:
         idx = np.floor((np.arange(length) + 0.5) / length * 256).astype(np.int64).clip(0, 255)
         bar = np.broadcast_to(lut(scale.cmap)[idx], (thickness, length, 3))
     x0 = (width - length) // 2
-    img.paste(Image.fromarray(np.ascontiguousarray(bar)), (x0, 0))
-    draw = ImageDraw.Draw(img)
-    draw.rectangle([x0, 0, x0 + length - 1, thickness - 1], outline=(150, 150, 150))
+    img[:thickness, x0:x0 + length] = bar
+    img[[0, thickness - 1], x0:x0 + length] = _OUTLINE  # the 1-pixel outline
+    img[:thickness, [x0, x0 + length - 1]] = _OUTLINE
     if len(ticks) == 1:
-        draw.text(((width - widths[0]) // 2, thickness + 3), labels[0], font=font(size), fill=INK)
-        return _captioned(Block(img), caption, width, size), labels
+        stamp(img, (width - widths[0]) // 2, thickness + 3, labels[0], size, INK)
+        return _captioned(Block(Image.fromarray(img)), caption, width, size), labels
     placed: list[tuple[int, int]] = []
     order = [0, len(ticks) - 1] + list(range(1, len(ticks) - 1))  # ends first, then centre
     for i in order:
@@ -55,10 +57,14 @@ def colorbar(
             labels[i] = ""  # would overlap an end label: leave the centre unlabelled
             continue
         placed.append((lx, lx + w))
-        draw.line([tx, thickness, tx, thickness + 2], fill=INK)
-        draw.text((lx, thickness + 3), text, font=font(size), fill=INK)
+        if 0 <= tx < width:
+            img[thickness:thickness + 3, tx] = INK  # the tick
+        stamp(img, lx, thickness + 3, text, size, INK)
     labels = [t for t in labels if t]
-    return _captioned(Block(img), caption, width, size), labels
+    return _captioned(Block(Image.fromarray(img)), caption, width, size), labels
+
+
+_OUTLINE = (150, 150, 150)
 
 
 def _captioned(block: Block, caption: str | None, width: int, size: int) -> Block:

@@ -12,7 +12,7 @@ from .figure import Figure
 from .layout import Block, hstack, vstack
 from .panel import MIN_TILE, finish, input_panel, stage_panel
 from .predictionsview import predictions_panel
-from .resolve import as_stage, check_images, check_int, check_options, stage_range
+from .resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
 from .scale import NORM_LABELS, Norm
 from .text import BACKGROUND, INK, LABEL, MUTED, TITLE, line_height, text_image
 
@@ -49,6 +49,7 @@ def _row(panels: list[Block], tile_px: int) -> Block:
     return hstack(parts, gap=4)
 
 
+@shared_ranges()  # each stage's range once, not once per image
 def journey(
     trace: Trace,
     norm: Norm = "stage",
@@ -116,6 +117,7 @@ def journey(
     return finish(body, meta)
 
 
+@shared_ranges()
 def batch(
     stage: Stage | Trace,
     images: int | Sequence[int] | None = None,

@@ -7,7 +7,6 @@ exclusive) in the block's pixels; stacking shifts boxes, nested record lists inc
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -18,10 +17,34 @@ from .text import BACKGROUND
 __all__ = ["Block", "vstack", "hstack", "pad", "grid_layout", "upscale", "zoom_factor", "fit_image", "shift"]
 
 
-@dataclass
 class Block:
-    image: Image.Image
-    records: list[dict[str, Any]] = field(default_factory=list)
+    """An image and the records of what was drawn in it.
+
+    Stacking blocks moves their records; the move is noted (records, dx, dy) and done
+    once, when :attr:`records` is read, however deep the stacking (a figure of hundreds
+    of panels would otherwise copy every record at every level)."""
+
+    __slots__ = ("image", "_groups")
+
+    def __init__(self, image: Image.Image, records: list[dict[str, Any]] | None = None):
+        self.image = image
+        self._groups: list[tuple[list[dict[str, Any]], int, int]] = [
+            (records if records is not None else [], 0, 0)
+        ]
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        groups = self._groups
+        if len(groups) != 1 or groups[0][1] or groups[0][2]:
+            flat: list[dict[str, Any]] = []
+            for recs, dx, dy in groups:
+                flat.extend(shift(recs, dx, dy))
+            self._groups = groups = [(flat, 0, 0)]
+        return groups[0][0]
+
+    @records.setter
+    def records(self, value: list[dict[str, Any]]) -> None:
+        self._groups = [(value, 0, 0)]
 
     @property
     def width(self) -> int:
@@ -30,6 +53,9 @@ class Block:
     @property
     def height(self) -> int:
         return self.image.height
+
+    def __repr__(self) -> str:
+        return f"Block({self.width}x{self.height}, {sum(len(g[0]) for g in self._groups)} records)"
 
 
 def shift(record: Any, dx: int, dy: int) -> Any:
@@ -61,11 +87,18 @@ def _as_block(b: Block | Image.Image) -> Block:
 
 
 def _paste(canvas: Image.Image, blocks: Sequence[Block], offsets: Sequence[tuple[int, int]]) -> Block:
-    records: list[dict[str, Any]] = []
+    groups: list[tuple[list[dict[str, Any]], int, int]] = []
     for b, (x, y) in zip(blocks, offsets):
         canvas.paste(b.image, (x, y))
-        records.extend(shift(b.records, x, y))
-    return Block(canvas, records)
+        # records move with their block; copied (moved) once, when read (always a copy,
+        # as the records of a stacked block never were the originals)
+        groups.extend((recs, dx + x, dy + y) for recs, dx, dy in b._groups if recs)
+    out = Block(canvas)
+    if len(groups) == 1 and not (groups[0][1] or groups[0][2]):
+        out._groups = [(shift(groups[0][0], 0, 0), 0, 0)]  # one group, not moved: copy now
+    elif groups:
+        out._groups = groups
+    return out
 
 
 def vstack(

@@ -4,7 +4,9 @@ Each check raises a one-line ``RenderError`` that lists the valid choices.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -16,7 +18,7 @@ from .scale import Norm, Scale, check_norm, finite_range
 __all__ = [
     "as_stage", "check_image", "check_images", "check_channel", "check_channels",
     "require_spatial", "check_int", "stage_range", "channel_scales", "vector_scale",
-    "rgb_range", "check_options",
+    "rgb_range", "check_options", "shared_ranges",
 ]
 
 Range = tuple[float, float]
@@ -121,9 +123,32 @@ def check_options(norm: object, cmap: object) -> tuple[Norm, CmapName | None]:
     return check_norm(norm), (None if cmap is None else check_cmap(cmap))
 
 
+_RANGES: ContextVar[dict[int, tuple[Stage, Range | None]] | None] = ContextVar(
+    "convlens_stage_ranges", default=None)
+
+
+@contextmanager
+def shared_ranges() -> Iterator[None]:
+    """Inside it, each stage's range is computed once: a figure drawing the same stage
+    for each image of a batch (a journey, ``batch()``) would otherwise scan the whole
+    batch again for every image.  Also a decorator."""
+    token = _RANGES.set({}) if _RANGES.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _RANGES.reset(token)
+
+
 def stage_range(stage: Stage) -> Range | None:
     """Min and max over every channel and every image of the stage."""
-    return finite_range(stage.output)
+    memo = _RANGES.get()
+    if memo is None:
+        return finite_range(stage.output)
+    hit = memo.get(id(stage))
+    if hit is None or hit[0] is not stage:
+        hit = memo[id(stage)] = (stage, finite_range(stage.output))
+    return hit[1]
 
 
 def _shared_range(stage: Stage, norm: Norm, vrange: Range | None) -> Range | None:

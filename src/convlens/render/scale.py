@@ -55,6 +55,9 @@ def finite_range(arr: np.ndarray) -> tuple[float, float] | None:
     arr = np.asarray(arr)
     if arr.size == 0:
         return None
+    lo, hi = arr.min(), arr.max()
+    if np.isfinite(lo) and np.isfinite(hi):  # then every value is finite (NaN, inf show here)
+        return float(lo), float(hi)
     finite = np.isfinite(arr)
     if not finite.all():
         arr = arr[finite]

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "TITLE", "LABEL", "SMALL", "INK", "MUTED", "BACKGROUND",
     "font", "text_width", "line_height", "fit", "wrap_text", "text_image", "fmt",
-    "text_pixels", "TEXT_MARGIN",
+    "text_pixels", "TEXT_MARGIN", "stamp",
 ]
 
 TITLE = 14
@@ -106,6 +106,21 @@ def text_pixels(text: str, size: int, color: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(img).copy()
     arr.flags.writeable = False
     return arr
+
+
+def stamp(canvas: np.ndarray, x: int, y: int, text: str, size: int, color: tuple[int, ...]) -> None:
+    """Draw ``text`` into a ``(H, W, 3)`` uint8 ``canvas`` at ``(x, y)`` exactly as
+    ``ImageDraw.text`` draws it on white (from the :func:`text_pixels` cache); the area
+    must be white, or hold only things darker than the text's white (kept: the darker
+    of the two wins), and is clipped to the canvas."""
+    arr = text_pixels(text, size, color)
+    x -= TEXT_MARGIN
+    h, w = arr.shape[:2]
+    a0, b0 = max(0, -x), max(0, -y)
+    a1, b1 = min(w, canvas.shape[1] - x), min(h, canvas.shape[0] - y)
+    if a1 > a0 and b1 > b0:
+        region = canvas[y + b0:y + b1, x + a0:x + a1]
+        np.minimum(region, arr[b0:b1, a0:a1], out=region)
 
 
 def fmt(value: float) -> str:
