@@ -107,12 +107,14 @@ def scaling(quick: bool) -> tuple[str, dict[str, Any]]:
         key = size if axis == "size" else batch
         raw[axis][key] = {m: pc.med(t) for m, t in times.items()}
         raw[axis][key]["ratio"] = pc.ratio(times["capture"], times["plain"])
+        raw[axis][key]["faults"] = pc.faults_per_call(fns["capture"], 3)
         r = raw[axis][key]
         rows.append([f"{size}x{size}", str(batch), pc.ms(r["plain"]), pc.ms(r["capture"]),
-                     f"{r['ratio']:.2f}x", pc.ms(r["journey"]), str(len(times["plain"]))])
+                     f"{r['ratio']:.2f}x", f"{r['faults']:,.0f}", pc.ms(r["journey"]),
+                     str(len(times["plain"]))])
         print(f"  {axis} {key}: capture {r['ratio']:.2f}x", flush=True)
     head = ["image", "batch", "plain, ms", "capture, ms", "capture / plain",
-            "journey render, ms", "rounds"]
+            "capture: page faults / call", "journey render, ms", "rounds"]
     return pc.table(head, rows), raw
 
 

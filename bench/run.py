@@ -13,8 +13,8 @@ Measures, in one run, on ``torch.set_num_threads(2)``:
    network on the cat; medians of interleaved rounds and ratios to the plain pass;
 2. peak RSS of each method, each in a fresh process;
 3. the memory options (``layers=``, ``dtype``, ``store="disk"``) at 896 px;
-4. rendering every channel of every stage to grids, the journey, PNG encoding;
-5. scaling of capture and render time with image size and batch size (table + plot).
+4. scaling of capture and render time with image size and batch size (table + plot);
+5. rendering every channel of every stage to grids, the journey, PNG encoding.
 """
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ import perf_common as pc  # noqa: E402
 import perf_render  # noqa: E402
 
 
-SECTIONS = ("capture", "memory", "render", "scaling")
+SECTIONS = ("capture", "memory", "scaling", "render")
+"""In this order: rendering (gigabytes of pixels) goes last, as freeing that much memory
+can stall a virtual machine for seconds while its host takes the memory back."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,16 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         print("memory options ...", flush=True)
         mem, raw["memory"] = perf_capture.memory(448 if args.quick else 896)
         out += ["### Memory options", "", mem, ""]
-    if "render" in args.only:
-        print("rendering ...", flush=True)
-        grids, journey, raw["render"] = perf_render.render(args.quick, children)
-        out += ["### Rendering every channel of every stage", "", grids, "", journey, ""]
     if "scaling" in args.only:
         print("scaling ...", flush=True)
         scale, raw["scaling"] = perf_render.scaling(args.quick)
         plot = perf_render.plot(raw["scaling"], args.plot)
         out += ["### Scaling with image size and batch size", "", scale, "",
                 f"![scaling]({plot.name})", ""]
+    if "render" in args.only:
+        print("rendering ...", flush=True)
+        grids, journey, raw["render"] = perf_render.render(args.quick, children)
+        out += ["### Rendering every channel of every stage", "", grids, "", journey, ""]
     out.append(f"_bench wall time {time.perf_counter() - start:.0f} s_")
     text = "\n".join(out)
     print()

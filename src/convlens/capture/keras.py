@@ -190,6 +190,14 @@ def _reorder_after_flatten(rec: Recorder, p: Any) -> None:
         p.params["input_order"] = "reordered from (H, W, C) to (C, H, W)"
 
 
+def _all_tensors(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _all_tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _all_tensors(v)]
+    return [value] if hasattr(value, "shape") else []
+
+
 def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
     kind, params = describe_layer(layer)
     op = type(layer).__name__
@@ -206,6 +214,10 @@ def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
                 p.extra["hwc"] = tuple(int(s) for s in inp.shape[1:])
             if p is not None and kind == "dense":
                 _reorder_after_flatten(rec, p)
+            if p is not None and kind == "merge":
+                sources = tuple(rec.source_of(t) for t in _all_tensors(args))
+                if None not in sources:
+                    p.params["sources"] = sources
             return out
         layer.activation = linear
         try:

@@ -310,6 +310,13 @@ def _converter(opts: CaptureOptions) -> Any:
     return None
 
 
+def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
+    """A merge stage lists all its inputs (stage indices, -1 = the model input)."""
+    if r.sources is None or any(s is None for s in r.sources):
+        return params
+    return {**params, "sources": r.sources}
+
+
 def _stages(records: list[Record], opts: CaptureOptions) -> list[Stage]:
     described: dict[int, tuple[str, dict[str, Any]]] = {}
     modules: list[nn.Module] = []
@@ -320,7 +327,7 @@ def _stages(records: list[Record], opts: CaptureOptions) -> list[Stage]:
     weights = _pack_weights(modules, opts.weights)
     return [
         Stage(index=i, name=r.name, kind=r.kind, op=type(r.module).__name__,
-              output=_to_numpy(r.value), params=described[id(r.module)][1],
+              output=_to_numpy(r.value), params=_with_sources(described[id(r.module)][1], r),
               weights=weights[id(r.module)], source=r.source)
         for i, r in enumerate(records)
     ]

@@ -70,15 +70,30 @@ def leaf_table(model: nn.Module, kind: Callable[[nn.Module], str]) -> dict[int, 
     return table
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a layer's arguments (lists and tuples opened)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _producer_of(producer: dict[int, tuple[Any, int]], t: torch.Tensor) -> int | None:
+    entry = producer.get(id(t))
+    return entry[1] if entry is not None and entry[0]() is t else None
+
+
 class Record:
     """One kept layer call: its output (a tensor, or an array already converted/stored)."""
 
-    __slots__ = ("name", "module", "kind", "source", "value", "version")
+    __slots__ = ("name", "module", "kind", "source", "value", "version", "sources")
 
     def __init__(self, name: str, module: nn.Module, kind: str, source: int | None,
                  value: Any, version: int | None):
         self.name, self.module, self.kind = name, module, kind
         self.source, self.value, self.version = source, value, version
+        self.sources: tuple[int | None, ...] | None = None  # every input, for merges
 
 
 def run_pass(
@@ -139,6 +154,8 @@ def run_pass(
             if sink is not None:
                 value = sink.put(index, name, value)
             rec = Record(name, m, kind, source, value, None)
+        if kind == "merge":
+            rec.sources = tuple(_producer_of(producer, t) for t in _tensors(args))
         records.append(rec)
         producer[id(out)] = (ref(out), index)
 
