@@ -21,6 +21,7 @@ from torch import nn
 from ..capture.torch import _leaves, describe_module
 from ..errors import CaptureError, ConvlensError, ModelError
 from .base import LOGITS, Backend, Pass, Seed, StageInfo
+from ..capture.torch_pass import first_tensor as _first_tensor
 
 __all__ = ["TorchBackend"]
 
@@ -29,22 +30,6 @@ _SOFTMAX = ("softmax", "log_softmax")
 
 class _Stop(Exception):
     """Raised inside a hook to end the forward pass early."""
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    if isinstance(value, dict):
-        for v in value.values():
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    return None
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

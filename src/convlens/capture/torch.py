@@ -27,6 +27,7 @@ from ..trace import Stage
 from .options import CaptureOptions, finish_stages
 from .recorder import Recorder
 from .torch_pass import Record, leaf_table, run_pass
+from .torch_pass import first_tensor as _first_tensor
 
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
 
@@ -174,22 +175,6 @@ def expected_channels(model: nn.Module) -> int | None:
     for _, m in _leaves(model):
         if _kind(m) == "conv":
             return int(m.in_channels)
-    return None
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (list, tuple)):
-        for v in value:
-            t = _first_tensor(v)
-            if t is not None:
-                return t
-    if isinstance(value, dict):
-        for v in value.values():
-            t = _first_tensor(v)
-            if t is not None:
-                return t
     return None
 
 
