@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..capture.keras import _act_name, _channels_last, _leaves, describe_layer
+from ..capture.keras import _first_tensor as _first
 from ..errors import CaptureError, ConvlensError, ModelError
 from ..nets.keras_backend import import_keras
 from .base import LOGITS, Backend, Pass, Seed, StageInfo
@@ -41,14 +42,6 @@ def _torch():
             "importing keras")
     import torch
     return torch
-
-
-def _first(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return _first(value[0]) if value else None
-    if isinstance(value, dict):
-        return _first(next(iter(value.values()))) if value else None
-    return value if hasattr(value, "shape") else None
 
 
 class _Layout:

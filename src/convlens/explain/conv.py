@@ -16,7 +16,7 @@ from ..ops import IntPair, Padding, conv2d, conv2d_at, pair, resolve_padding
 from ..trace import Stage, Trace
 from .canvas import Animation, Canvas, text_width
 from .grid import PALETTE, diverging, draw_grid, empty_colours, fmt
-from .layers import find_stage, stage_input
+from .layers import animated_block, find_stage, stage_input
 from .shapes import size_formula
 
 __all__ = ["DEFAULT_INPUT", "DEFAULT_KERNEL", "conv_animation", "conv_animation_from_stage"]
@@ -124,14 +124,7 @@ def conv_animation_from_stage(
     oc, oh, ow = st.output.shape[1:]
     if not 0 <= channel < oc:
         raise RenderError(f"channel {channel} is out of range; {st.name} has channels 0..{oc - 1}")
-    r0, c0 = int(at[0]), int(at[1])
-    if not (0 <= r0 < oh and 0 <= c0 < ow):
-        raise RenderError(
-            f"position ({r0}, {c0}) is outside {st.name}'s {oh}x{ow} output; "
-            f"expected row 0..{oh - 1}, col 0..{ow - 1}"
-        )
-    nr, nc = pair(size, "size")
-    shape = (min(nr, oh - r0), min(nc, ow - c0))
+    (r0, c0), shape = animated_block(st.name, at, size, (oh, ow))
     per = w.shape[1]
     g = channel // (oc // groups)
     chans = list(range(g * per, (g + 1) * per))

@@ -17,7 +17,8 @@ from ..nets.spec import Act, Conv, Dense, Flatten, NetSpec, Pool, parse_spec
 from ..ops import pair, resolve_padding
 from ..trace import Stage, Trace
 
-__all__ = ["LayerInfo", "layer_infos", "REFERENCE_SPECS", "stage_input", "find_stage"]
+__all__ = ["LayerInfo", "layer_infos", "REFERENCE_SPECS", "stage_input", "find_stage",
+           "animated_block"]
 
 Pad2 = tuple[tuple[int, int], tuple[int, int]]
 Source = Union[Trace, NetSpec, str]
@@ -169,6 +170,21 @@ def _from_spec(spec: NetSpec, in_shape: tuple[int, int, int]) -> list[LayerInfo]
             infos.append(LayerInfo(kind="dense", **common))
         shape = out
     return infos
+
+
+def animated_block(name: str, at: tuple[int, int], size: int | tuple[int, int],
+                   out_hw: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Check that output position ``at`` lies in a stage's ``out_hw`` map; return it and
+    the ``size`` block starting there, cut to the map (the cells an animation fills)."""
+    oh, ow = out_hw
+    r0, c0 = int(at[0]), int(at[1])
+    if not (0 <= r0 < oh and 0 <= c0 < ow):
+        raise RenderError(
+            f"position ({r0}, {c0}) is outside {name}'s {oh}x{ow} output; "
+            f"expected row 0..{oh - 1}, col 0..{ow - 1}"
+        )
+    nr, nc = pair(size, "size")
+    return (r0, c0), (min(nr, oh - r0), min(nc, ow - c0))
 
 
 def find_stage(trace: Trace, stage: int | str | Stage) -> Stage:

@@ -10,7 +10,7 @@ from ..ops import IntPair, Padding, PoolMode, pair, pool2d, pool2d_at, resolve_p
 from ..trace import Stage, Trace
 from .canvas import Animation, Canvas, text_width
 from .grid import PALETTE, diverging, draw_grid, empty_colours, fmt
-from .layers import find_stage, stage_input
+from .layers import animated_block, find_stage, stage_input
 from .shapes import size_formula
 
 __all__ = ["DEFAULT_POOL_INPUT", "pool_animation", "pool_animation_from_stage"]
@@ -85,14 +85,7 @@ def pool_animation_from_stage(
     pad = resolve_padding(p.get("padding", 0), x.shape[1:], k, s)
     if not 0 <= channel < c:
         raise RenderError(f"channel {channel} is out of range; {st.name} has channels 0..{c - 1}")
-    r0, c0 = int(at[0]), int(at[1])
-    if not (0 <= r0 < oh and 0 <= c0 < ow):
-        raise RenderError(
-            f"position ({r0}, {c0}) is outside {st.name}'s {oh}x{ow} output; "
-            f"expected row 0..{oh - 1}, col 0..{ow - 1}"
-        )
-    nr, nc = pair(size, "size")
-    shape = (min(nr, oh - r0), min(nc, ow - c0))
+    (r0, c0), shape = animated_block(st.name, at, size, (oh, ow))
     lines = [f"input {x.shape[1]}x{x.shape[2]}x{x.shape[0]}, {mode} pool {k[0]}x{k[1]}, stride "
              f"{_pt(s)}, padding {_pad_text(pad)}  ->  output {oh}x{ow}x{c}",
              f"animated: output rows {r0}..{r0 + shape[0] - 1}, cols {c0}..{c0 + shape[1] - 1}"]
