@@ -119,6 +119,16 @@ class Backend(ABC):
         return self.run(x).stages
 
 
+def wanted_stages(keep: Sequence[str], objective: tuple[str, Seed] | None
+                  ) -> tuple[set[str], str | None]:
+    """The stages a pass must hold (``keep`` plus the objective's stage) and that stage."""
+    want = set(keep)
+    target = objective[0] if objective is not None else None
+    if target is not None and target != LOGITS:
+        want.add(target)
+    return want, target
+
+
 def backend_for(model: Any) -> Backend:
     """The backend for a ``torch.nn.Module`` or a ``keras.Model``."""
     from ..capture import framework_of

@@ -18,11 +18,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..capture.keras import _act_name, _channels_last, _leaves, describe_layer
+from ..capture.keras import (
+    _channels_last, _leaves, call_split, describe_layer, fused_activation,
+)
 from ..capture.keras import _first_tensor as _first
 from ..errors import CaptureError, ConvlensError, ModelError
 from ..nets.keras_backend import import_keras
-from .base import LOGITS, Backend, Pass, Seed, StageInfo
+from .base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
 __all__ = ["KerasBackend"]
 
@@ -82,10 +84,7 @@ class KerasBackend(Backend):
         xt = keras.ops.convert_to_tensor(np.ascontiguousarray(xin, dtype=np.float32))
         if grad and input_grad:
             xt.requires_grad_(True)
-        want = set(keep)
-        target = objective[0] if objective is not None else None
-        if target is not None and target != LOGITS:
-            want.add(target)
+        want, target = wanted_stages(keep, objective)
         stages: list[StageInfo] = []
         tensors: dict[str, tuple[Any, _Layout]] = {}
         counts: dict[str, int] = {}
@@ -118,22 +117,15 @@ class KerasBackend(Backend):
 
             def call(*args: Any, **kwargs: Any) -> Any:
                 inp = _first(args)
-                act = getattr(layer, "activation", None)
-                if not (kind in ("conv", "dense") and callable(act) and act is not linear):
+                if fused_activation(layer, kind, linear) is None:
                     out = original(*args, **kwargs)
                     o = _first(out)
                     if o is not None:
                         record(unique(layer.name), kind, str(params.get("function", "")),
                                inp, o, layer)
                     return out
-                layer.activation = linear
-                try:
-                    pre = original(*args, **kwargs)
-                finally:
-                    layer.activation = act
+                pre, out, fn = call_split(layer, original, args, kwargs, linear)
                 record(unique(layer.name), kind, "", inp, pre, layer)
-                out = act(pre)
-                fn = _act_name(act)
                 record(unique(f"{layer.name}.{fn}"), "activation", fn, pre, out, layer)
                 return out
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..capture.torch import _leaves, describe_module
 from ..errors import CaptureError, ConvlensError, ModelError
-from .base import LOGITS, Backend, Pass, Seed, StageInfo
+from .base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 from ..capture.torch_pass import first_tensor as _first_tensor
 
 __all__ = ["TorchBackend"]
@@ -62,10 +62,7 @@ class TorchBackend(Backend):
         xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
         if grad and input_grad:
             xt.requires_grad_(True)
-        want = set(keep)
-        target = objective[0] if objective is not None else None
-        if target is not None and target != LOGITS:
-            want.add(target)
+        want, target = wanted_stages(keep, objective)
         stages: list[StageInfo] = []
         tensors: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}

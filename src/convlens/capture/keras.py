@@ -198,15 +198,32 @@ def _all_tensors(value: Any) -> list:
     return [value] if hasattr(value, "shape") else []
 
 
+def fused_activation(layer: Any, kind: str, linear: Any) -> Any:
+    """The activation a conv/dense layer applies inside its own call, or None."""
+    act = getattr(layer, "activation", None)
+    return act if kind in ("conv", "dense") and callable(act) and act is not linear else None
+
+
+def call_split(layer: Any, original: Any, args: tuple, kwargs: dict,
+               linear: Any) -> tuple[Any, Any, str]:
+    """Call a layer with a fused activation as two steps: ``(pre-activation, output,
+    activation name)``; the layer's activation is restored whatever happens."""
+    act = layer.activation
+    layer.activation = linear
+    try:
+        pre = original(*args, **kwargs)
+    finally:
+        layer.activation = act
+    return pre, act(pre), _act_name(act)
+
+
 def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
     kind, params = describe_layer(layer)
     op = type(layer).__name__
 
     def call(*args: Any, **kwargs: Any) -> Any:
         inp = _first_tensor(args)
-        act = getattr(layer, "activation", None)
-        fused = kind in ("conv", "dense") and callable(act) and act is not linear
-        if not fused:
+        if fused_activation(layer, kind, linear) is None:
             out = original(*args, **kwargs)
             p = rec.record(rec.unique_name(layer.name), kind, op, params,
                            lambda: _weights(layer), inp, _first_tensor(out))
@@ -219,13 +236,7 @@ def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
                 if None not in sources:
                     p.params["sources"] = sources
             return out
-        layer.activation = linear
-        try:
-            pre = original(*args, **kwargs)
-        finally:
-            layer.activation = act
-        out = act(pre)
-        fn = _act_name(act)
+        pre, out, fn = call_split(layer, original, args, kwargs, linear)
         p = rec.record(rec.unique_name(layer.name), kind, op, {**params, "activation": fn},
                        lambda: _weights(layer), inp, pre)
         if p is not None and kind == "dense":
