@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import TraceError
 
-__all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages"]
+__all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages", "Deferred"]
 
 StageKind = Literal[
     "conv", "norm", "activation", "pool", "dense", "flatten", "dropout",
@@ -61,6 +61,32 @@ def _freeze(value: Any) -> Any:
     )
 
 
+class Deferred:
+    """A stage output computed the first time it is read.
+
+    ``capture()`` uses it for stages that are an exact function of an earlier stage's
+    output (a batch norm in eval mode, a ReLU...): the function is re-run on that output
+    with the values the layer had, giving the very numbers the layer computed, without
+    holding them during the forward pass.  ``shape`` and ``dtype`` are known up front,
+    so asking for a stage's shape computes nothing.
+    """
+
+    __slots__ = ("compute", "shape", "dtype")
+
+    def __init__(self, compute: Any, shape: tuple[int, ...], dtype: Any = np.float32):
+        self.compute, self.shape, self.dtype = compute, tuple(shape), np.dtype(dtype)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self.shape}, {self.dtype})"
+
+
+def _as_output(value: Any) -> np.ndarray:
+    out = np.asarray(value)
+    if out.dtype not in (np.float32, np.float16):
+        out = out.astype(np.float32)
+    return out
+
+
 @dataclass(eq=False)
 class Stage:
     """One step of the forward pass: what an op (conv, ReLU, pool...) produced."""
@@ -80,31 +106,56 @@ class Stage:
             raise TraceError(
                 f"unknown stage kind {self.kind!r}; expected one of {', '.join(STAGE_KINDS)}"
             )
-        self.output = np.asarray(self.output)
-        if self.output.dtype not in (np.float32, np.float16):
-            self.output = self.output.astype(np.float32)
         self.params = _freeze(dict(self.params))
         self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in self.weights.items()}
+
+    @classmethod
+    def _trusted(cls, index: int, name: str, kind: str, op: str, output: Any,
+                 params: dict[str, Any], weights: dict[str, np.ndarray],
+                 source: int | None) -> "Stage":
+        """A Stage from values already in canonical form (params frozen, weights float32
+        arrays, output a float32/float16 array or a :class:`Deferred`): the capture's
+        fast path, skipping the checks and conversions of ``__init__``."""
+        st = cls.__new__(cls)
+        d = st.__dict__
+        d.update(index=index, name=name, kind=kind, op=op, params=params, weights=weights,
+                 source=source)
+        if type(output) is Deferred:
+            d["_output"], d["_deferred"] = None, output
+        else:
+            d["_output"], d["_deferred"] = output, None
+        return st
+
+    @property
+    def computed(self) -> bool:
+        """False while the output is a :class:`Deferred` not yet read."""
+        return self.__dict__.get("_deferred") is None
+
+    @property
+    def _array_shape(self) -> tuple[int, ...]:
+        lazy = self.__dict__.get("_deferred")
+        return lazy.shape if lazy is not None else self.output.shape
 
     # -- shape helpers ------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of the output without the batch axis: ``(C, H, W)`` or ``(N,)``."""
-        return tuple(self.output.shape[1:])
+        return tuple(self._array_shape[1:])
 
     @property
     def is_spatial(self) -> bool:
-        return self.output.ndim == 4
+        return len(self._array_shape) == 4
 
     @property
     def channels(self) -> int:
-        return int(self.output.shape[1]) if self.output.ndim >= 2 else 1
+        shape = self._array_shape
+        return int(shape[1]) if len(shape) >= 2 else 1
 
     @property
     def shape_str(self) -> str:
         """The shape as people write it: ``148x224x3`` (H x W x C) or ``1000``."""
         if self.is_spatial:
-            _, c, h, w = self.output.shape
+            _, c, h, w = self._array_shape
             return f"{h}x{w}x{c}"
         return "x".join(str(s) for s in self.shape)
 
@@ -132,6 +183,35 @@ class Stage:
             and self.weights.keys() == other.weights.keys()
             and all(_arrays_equal(self.weights[k], other.weights[k]) for k in self.weights)
         )
+
+
+def _get_output(self: Stage) -> np.ndarray:
+    d = self.__dict__
+    out = d["_output"]
+    if out is None:
+        lazy = d["_deferred"]
+        out = _as_output(lazy.compute())
+        if out.shape != lazy.shape:
+            raise TraceError(
+                f"stage {self.name!r}: the deferred output has shape {out.shape}, expected "
+                f"{lazy.shape}; this is a convlens bug — capture with layers= to avoid it"
+            )
+        d["_output"], d["_deferred"] = out, None  # computed once; the recipe is let go
+    return out
+
+
+def _set_output(self: Stage, value: Any) -> None:
+    d = self.__dict__
+    if type(value) is Deferred:
+        d["_output"], d["_deferred"] = None, value
+    else:
+        d["_output"], d["_deferred"] = _as_output(value), None
+
+
+Stage.output = property(  # type: ignore[assignment,method-assign]
+    _get_output, _set_output,
+    doc="The stage's output, float32 (or float16), channels-first; computed on first "
+        "read when the capture deferred it (see :class:`Deferred`).")
 
 
 def _arrays_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..allocator import ensure_tuned
 from ..errors import CaptureError, ModelError
 from ..images import as_batch
 from ..preprocess import Preprocess
@@ -98,6 +99,7 @@ def capture(
     The model is not changed: hooks are removed, train/eval modes and weights restored.
     """
     opts = check_options(weights, dtype, store, directory)
+    ensure_tuned()  # keep freed trace memory for the next capture (see convlens.allocator)
     framework = framework_of(model)
     batch = as_batch(images)
     if preprocess is None:

@@ -23,10 +23,12 @@ from torch import nn
 import weakref
 
 from ..errors import CaptureError, ConvlensError, ModelError
-from ..trace import Stage
+from ..trace import Deferred, Stage, _freeze
 from .options import CaptureOptions, finish_stages
 from .recorder import Recorder
+from .torch_derive import wants_weights
 from .torch_pass import Record, leaf_table, run_pass
+from .torch_weights import shared_views, weights_of
 from .torch_pass import first_tensor as _first_tensor
 
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
@@ -230,54 +232,6 @@ def _training(model: nn.Module) -> list[nn.Module]:
     return out
 
 
-def _pack_weights(modules: list[nn.Module], mode: str) -> dict[int, dict[str, np.ndarray]]:
-    """``id(module) -> {name: float32 array}`` of each module's own floating-point
-    parameters, then buffers.  ``"copy"`` gathers all CPU float32 ones with one
-    concatenation into one buffer (each array a view of its own slice); ``"share"``
-    gives read-only views of the model's memory; ``"none"`` nothing."""
-    out: dict[int, dict[str, Any]] = {}
-    fast: list[tuple[dict[str, Any], str, torch.Tensor]] = []  # CPU float32: the usual case
-    f32 = torch.float32
-    for m in modules:
-        d = out[id(m)] = {}
-        if mode == "none":
-            continue
-        if isinstance(m, _SCRIPT):
-            pairs = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
-        else:
-            pairs = list(m._parameters.items()) + list(m._buffers.items())
-        for k, v in pairs:
-            if v is None:
-                continue
-            if v.dtype is f32 and v.is_cpu:
-                d[k] = None  # filled below; keeps the order: parameters, then buffers
-                fast.append((d, k, v))
-            elif v.is_floating_point():
-                d[k] = v.detach().to("cpu", f32).numpy().copy()
-    if mode == "share":
-        for d, k, v in fast:
-            a = v.detach().numpy()
-            a.flags.writeable = False  # the model's own memory: never written through a Trace
-            d[k] = a
-    elif fast:
-        flat = _flatten([v for _, _, v in fast]).detach().numpy()
-        off = 0
-        for d, k, v in fast:
-            shape = v.shape
-            n = v.numel()
-            d[k] = flat[off:off + n].reshape(shape)
-            off += n
-    return out
-
-
-def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """One new 1-D tensor holding ``tensors`` one after another (one C++ call)."""
-    try:
-        return torch._utils._flatten_dense_tensors(tensors)
-    except (AttributeError, RuntimeError, TypeError):  # private helper gone: the public way
-        return torch.cat([t.reshape(-1) for t in tensors])
-
-
 def _to_numpy(t: Any) -> np.ndarray:
     if isinstance(t, np.ndarray):
         return t
@@ -298,7 +252,7 @@ def _converter(opts: CaptureOptions) -> Any:
 def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
     """A merge stage lists all its inputs (stage indices, -1 = the model input)."""
     if r.sources is None or any(s is None for s in r.sources):
-        return params
+        return dict(params)  # each stage its own dict (a module called twice: two stages)
     return {**params, "sources": r.sources}
 
 
@@ -307,15 +261,38 @@ def _stages(records: list[Record], opts: CaptureOptions) -> list[Stage]:
     modules: list[nn.Module] = []
     for r in records:
         if id(r.module) not in described:
-            described[id(r.module)] = describe_module(r.module)
+            kind, params = describe_module(r.module)
+            described[id(r.module)] = (kind, _freeze(params))
             modules.append(r.module)
-    weights = _pack_weights(modules, opts.weights)
-    return [
-        Stage(index=i, name=r.name, kind=r.kind, op=type(r.module).__name__,
-              output=_to_numpy(r.value), params=_with_sources(described[id(r.module)][1], r),
-              weights=weights[id(r.module)], source=r.source)
-        for i, r in enumerate(records)
-    ]
+    if opts.weights == "copy":
+        copies = weights_of(modules)
+        weights = {k: v[0] for k, v in copies.items()}
+    else:
+        derived = [r.module for r in records if r.recipe is not None and wants_weights(r.module)]
+        copies = weights_of(list({id(m): m for m in derived}.values()))
+        weights = shared_views(modules) if opts.weights == "share" else {id(m): {} for m in modules}
+    stages: list[Stage] = []
+    for i, r in enumerate(records):
+        if r.recipe is not None:
+            output: Any = Deferred(_recompute(r.recipe, stages[r.source], copies.get(id(r.module))),
+                                   r.value)
+        else:
+            output = _to_numpy(r.value)
+        stages.append(Stage._trusted(i, r.name, r.kind, type(r.module).__name__, output,
+                                     _with_sources(described[id(r.module)][1], r),
+                                     dict(weights[id(r.module)]), r.source))
+    return stages
+
+
+def _recompute(fn: Any, source: Stage, copies: Any) -> Any:
+    """The deferred output of a derived stage: ``fn`` on the source stage's output."""
+    tensors = copies[1] if copies is not None else {}
+
+    def compute() -> np.ndarray:
+        with torch.no_grad():
+            return fn(torch.from_numpy(source.output), tensors).numpy()
+
+    return compute
 
 
 _INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.WeakKeyDictionary()

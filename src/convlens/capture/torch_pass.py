@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .options import DiskStore
+from .torch_derive import Recipe, recipe
 
 __all__ = ["leaf_table", "run_pass", "first_tensor"]
 
@@ -87,13 +88,16 @@ def _producer_of(producer: dict[int, tuple[Any, int]], t: torch.Tensor) -> int |
 class Record:
     """One kept layer call: its output (a tensor, or an array already converted/stored)."""
 
-    __slots__ = ("name", "module", "kind", "source", "value", "version", "sources")
+    __slots__ = ("name", "module", "kind", "source", "value", "version", "sources", "recipe")
 
     def __init__(self, name: str, module: nn.Module, kind: str, source: int | None,
-                 value: Any, version: int | None):
+                 value: Any, version: int | None, recipe: Recipe | None = None):
         self.name, self.module, self.kind = name, module, kind
         self.source, self.value, self.version = source, value, version
         self.sources: tuple[int | None, ...] | None = None  # every input, for merges
+        self.recipe = recipe
+        """Set when the output is not held but computed again from the source stage's
+        (``value`` is then the output's shape; see ``torch_derive``)."""
 
 
 def run_pass(
@@ -117,6 +121,7 @@ def run_pass(
     by_ref = convert is None
     get = table.get
     ref = weakref.ref
+    f32 = torch.float32
 
     def hook(m: nn.Module, args: tuple, output: Any) -> None:
         entry = get(id(m))
@@ -140,6 +145,16 @@ def run_pass(
             if src is not None and src[0]() is inp:
                 source = src[1]
         index = len(records)
+        if (by_ref and source is not None and source >= 0 and (kind == "norm" or kind == "activation")
+                and name not in copy and len(args) == 1 and type(out) is _Tensor
+                and out.dtype is f32 and inp.dtype is f32 and out.is_cpu and out is not inp):
+            src_rec = records[source]
+            rc = recipe(m) if src_rec.version is not None and inp._version == src_rec.version else None
+            if rc is not None:  # computed again from the source stage when read: not held
+                rec = Record(name, m, kind, source, tuple(out.shape), out._version, rc)
+                records.append(rec)
+                producer[id(out)] = (ref(out), index)
+                return
         if by_ref and name in copy:
             rec = Record(name, m, kind, source, out.detach().clone(), None)
         elif by_ref:
@@ -179,6 +194,7 @@ def run_pass(
         for h in handles:
             h.remove()
     mutated = frozenset(
-        rec.name for rec in records if rec.version is not None and rec.value._version != rec.version
+        rec.name for rec in records
+        if rec.version is not None and rec.recipe is None and rec.value._version != rec.version
     )
     return records, output, mutated
