@@ -89,10 +89,17 @@ def methods(model: Any, images: Any, pp: Any) -> dict[str, Callable[[], Any]]:
             last.append(convlens.capture(model, images, preprocess=pp, weights="none").names[-1])
         return convlens.capture(model, images, last[0], preprocess=pp)
 
+    def fresh_copy() -> Any:  # as if the model had changed since its last capture
+        from convlens.capture.torch_weights import forget
+
+        forget(model)
+        return convlens.capture(model, images, preprocess=pp)
+
     return {
         "forward": forward_only,
         "plain": plain,
         "capture": lambda: convlens.capture(model, images, preprocess=pp),
+        "capture new weights": fresh_copy,
         "capture share": lambda: convlens.capture(model, images, preprocess=pp, weights="share"),
         "capture fp16": lambda: convlens.capture(model, images, preprocess=pp, dtype="float16"),
         "capture 1 stage": one_stage,

@@ -106,9 +106,10 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
     if kind == "conv":
         pad = _attr(m, "convlens_padding") or _tuple(m.padding)
         # (TorchScript keeps these attributes, so scripted modules are described too)
+        bias = m._parameters.get("bias") if not isinstance(m, _SCRIPT) else m.bias
         p = dict(kernel_size=_tuple(m.kernel_size), stride=_tuple(m.stride), padding=pad,
                  dilation=_tuple(m.dilation), groups=m.groups, in_channels=m.in_channels,
-                 out_channels=m.out_channels, bias=m.bias is not None)
+                 out_channels=m.out_channels, bias=bias is not None)
         if m.transposed:
             p["transposed"] = True
             p["output_padding"] = _tuple(m.output_padding)
@@ -144,9 +145,11 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
         if getattr(m, "inplace", False):
             p["inplace"] = True
     elif kind == "norm":
+        d = m.__dict__
+        stock = cls.__module__.startswith("torch.nn.")  # no class-level values to look up
         for attr in ("eps", "momentum", "num_groups", "size", "alpha", "beta", "k"):
-            v = _attr(m, attr)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = d.get(attr) if stock else _attr(m, attr)
+            if type(v) is float or type(v) is int:
                 p[attr] = v
     elif kind == "dense" and issubclass(cls, nn.Linear):
         p = dict(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
@@ -300,13 +303,13 @@ _INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.
 next capture copies them as their layers return instead of running the model twice."""
 
 
-def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions) -> tuple[list, Any]:
+def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
+            table: dict | None) -> tuple[list, Any]:
     """The recorded pass (and, when an unforeseen in-place op overwrote a held output,
     the pass again with that output copied as its layer returns)."""
-    if isinstance(model, _SCRIPT):
+    if table is None:  # a TorchScript module
         rec, output = _run_script(model, xt, keep)
         return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output
-    table = leaf_table(model, _kind)
     convert, sink = _converter(opts), opts.sink()
     if torch.is_inference_mode_enabled():  # inference tensors have no version counter
         convert = convert or (lambda t: t.detach().clone())
@@ -339,13 +342,18 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
-    modes = {m: m.training for m in model.modules()} if _training(model) else None
+    if isinstance(model, _SCRIPT):
+        table, training = None, _training(model)
+    else:
+        training = []
+        table = leaf_table(model, _kind, training)  # (one walk finds both)
+    modes = {m: m.training for m in model.modules()} if training else None
     try:
         if modes:  # nothing to switch (and nothing to restore) when already in eval mode
             model.eval()
         with torch.no_grad():
             try:
-                stages, output = _record(model, xt, keep, opts)
+                stages, output = _record(model, xt, keep, opts, table)
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:

@@ -47,17 +47,24 @@ def first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def leaf_table(model: nn.Module, kind: Callable[[nn.Module], str]) -> dict[int, tuple[str, nn.Module, str]]:
+def leaf_table(model: nn.Module, kind: Callable[[nn.Module], str],
+               training: list[nn.Module] | None = None) -> dict[int, tuple[str, nn.Module, str]]:
     """``id(module) -> (name, module, kind)`` for the leaves of ``model`` in the order and
-    with the names ``model.named_modules()`` gives them (a shared module once, first name)."""
+    with the names ``model.named_modules()`` gives them (a shared module once, first name).
+    ``training``, when given, receives every module (``model`` included) in training mode."""
     table: dict[int, tuple[str, nn.Module, str]] = {}
     seen = {id(model)}
+    note = training.append if training is not None else None
+    if note is not None and model.training:
+        note(model)
 
     def walk(m: nn.Module, prefix: str) -> None:
         for n, c in m._modules.items():
             if c is None or id(c) in seen:
                 continue
             seen.add(id(c))
+            if note is not None and c.training:
+                note(c)
             name = f"{prefix}.{n}" if prefix else n
             kids = c._modules
             if kids and any(v is not None for v in kids.values()):
