@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print("rendering ...", flush=True)
         grids, journey, raw["render"] = perf_render.render(args.quick, children)
         out += ["### Rendering every channel of every stage", "", grids, "", journey, ""]
-    out.append(f"_bench wall time {time.perf_counter() - start:.0f} s_")
+    from convlens.allocator import allocator_status
+
+    st = allocator_status()
+    out.append(f"_freed-memory retention (convlens.allocator): {st['retain_mb'] or 'off'} MB "
+               f"({st['reason']}); bench wall time {time.perf_counter() - start:.0f} s_")
     text = "\n".join(out)
     print()
     print(text)
