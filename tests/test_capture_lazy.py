@@ -117,6 +117,14 @@ def test_saved_trace_holds_the_deferred_values(tmp_path):
     assert all(a.equals(b) for a, b in zip(t, back))
 
 
+def test_a_pickled_stage_carries_its_computed_output():
+    import pickle
+
+    t = convlens.capture(conv_bn_relu(), image(7))
+    back = pickle.loads(pickle.dumps(t["2"]))
+    assert back.computed and back.equals(t["2"])
+
+
 def test_weight_copies_are_reused_until_the_model_changes():
     m = conv_bn_relu()
     x = image(6)

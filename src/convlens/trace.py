@@ -126,6 +126,10 @@ class Stage:
             d["_output"], d["_deferred"] = output, None
         return st
 
+    def __getstate__(self) -> dict[str, Any]:  # pickling (e.g. to another process): computed
+        self.output  # noqa: B018 - computes a deferred output
+        return dict(self.__dict__)
+
     @property
     def computed(self) -> bool:
         """False while the output is a :class:`Deferred` not yet read."""
