@@ -49,7 +49,8 @@ def rss(task: dict) -> dict:
 
 
 def _held_bytes(result) -> int:
-    """Bytes of stage outputs a Trace holds in RAM (memory-mapped ones count 0)."""
+    """Bytes of stage outputs a Trace holds in RAM (memory-mapped ones count 0, and so do
+    deferred ones, computed only when read)."""
     import mmap
 
     import numpy as np
@@ -61,7 +62,8 @@ def _held_bytes(result) -> int:
             a = getattr(a, "base", None)
         return True
 
-    return sum(s.output.nbytes for s in getattr(result, "stages", []) if in_ram(s.output))
+    return sum(s.output.nbytes for s in getattr(result, "stages", [])
+               if s.computed and in_ram(s.output))
 
 
 def torchlens(task: dict) -> dict:
