@@ -18,7 +18,7 @@ from ..errors import RenderError
 __all__ = [
     "CmapName", "CMAPS", "SEQUENTIAL", "DIVERGING",
     "DEFAULT_SEQUENTIAL", "DEFAULT_DIVERGING", "BAD_COLOR",
-    "lut", "check_cmap", "unit_to_index",
+    "lut", "check_cmap", "unit_to_index", "packed_lut",
 ]
 
 SequentialName = Literal["viridis", "magma", "inferno", "plasma", "cividis", "gray"]
@@ -65,6 +65,16 @@ def _lut(name: str) -> np.ndarray:
         ) from None
     table = colormaps[name].resampled(256)(np.arange(256), bytes=True)[:, :3]
     table = np.ascontiguousarray(table, dtype=np.uint8)
+    table.flags.writeable = False
+    return table
+
+
+@lru_cache(maxsize=None)
+def packed_lut(name: CmapName) -> np.ndarray:
+    """:func:`lut` as ``(256,)`` packed pixels (see :mod:`.packed`), read-only, cached."""
+    from .packed import pack
+
+    table = pack(lut(name))
     table.flags.writeable = False
     return table
 

@@ -9,7 +9,7 @@ from ..errors import RenderError
 from ..trace import Stage, Trace
 from .colormaps import CmapName
 from .figure import Figure
-from .layout import Block, hstack, vstack
+from .layout import Block, Placed, draw, hstack, place_h, place_pad, place_v, vstack
 from .panel import MIN_TILE, finish, input_panel, stage_panel
 from .predictionsview import predictions_panel
 from .resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
@@ -37,7 +37,7 @@ def _arrow(height: int, y: int) -> Image.Image:
     return img
 
 
-def _row(panels: list[Block], tile_px: int) -> Block:
+def _row(panels: list[Block], tile_px: int) -> Placed:
     """Panels left to right with arrows between them, level with the pictures."""
     y = line_height(TITLE) + 1 + line_height(LABEL) + 3 + tile_px // 2
     h = max(p.height for p in panels)
@@ -46,7 +46,7 @@ def _row(panels: list[Block], tile_px: int) -> Block:
         if k:
             parts.append(_arrow(h, y))
         parts.append(p)
-    return hstack(parts, gap=4)
+    return place_h(parts, gap=4)
 
 
 @shared_ranges()  # each stage's range once, not once per image
@@ -91,7 +91,7 @@ def journey(
 
         preds = trace.predictions(top) if is_classifier(trace) else None
 
-    bands: list[Block | Image.Image] = []
+    bands: list[Block | Image.Image | Placed] = []
     for i in chosen:
         panels = [input_panel(trace.input, i, tile_px)]
         panels += [stage_panel(s, i, norm, tile_px, max_channels, cmap, vrange) for s in stages]
@@ -99,22 +99,24 @@ def journey(
             panels.append(predictions_panel(preds[i], max(tile_px, 200), f"top {len(preds[i])}",
                                             f"from {trace.stages[-1].name}", image=i))
         rows = [_row(panels[k:k + per_row], tile_px) for k in range(0, len(panels), per_row)]
-        band = vstack(rows, gap=14)
+        band = place_v(rows, gap=14)
         if trace.batch_size > 1:
             label = text_image(f"image {i} of {trace.batch_size}", TITLE, INK)
-            band = vstack([label, band], gap=4)
+            band = place_v([label, band], gap=4)
         bands.append(band)
     head = f"{trace.model_name} · {trace.framework} · {len(stages)} stages · {NORM_LABELS[norm]}"
     if norm == "global" and vrange is not None:
         head += " (one range over all stages)"
-    body = vstack([text_image(head, LABEL, MUTED), *bands], gap=12)
+    body = place_v([text_image(head, LABEL, MUTED), *bands], gap=12)
     meta = {
         "view": "journey", "model": trace.model_name, "framework": trace.framework, "norm": norm,
         "images": chosen, "stages": [s.name for s in stages],
         "global_range": list(vrange) if vrange is not None else None,
         "predictions": [[p._asdict() for p in preds[i]] for i in chosen] if preds else None,
     }
-    return finish(body, meta)
+    # = finish(vstack(...), meta), each panel pasted once into the final picture
+    drawn = draw(place_pad(body, 10, 10, 10, 10))
+    return Figure(drawn.image, dict(meta, panels=drawn.records))
 
 
 @shared_ranges()

@@ -14,7 +14,10 @@ from PIL import Image
 
 from .text import BACKGROUND
 
-__all__ = ["Block", "vstack", "hstack", "pad", "grid_layout", "upscale", "zoom_factor", "fit_image", "shift"]
+__all__ = [
+    "Block", "vstack", "hstack", "pad", "grid_layout", "upscale", "zoom_factor", "fit_image", "shift",
+    "Placed", "place_v", "place_h", "place_pad", "draw",
+]
 
 
 class Block:
@@ -60,26 +63,29 @@ class Block:
 
 def shift(record: Any, dx: int, dy: int) -> Any:
     """A copy of ``record`` with every ``"box"`` inside it moved by (dx, dy)."""
-    if isinstance(record, dict):
-        out = {}
+    t = type(record)
+    if t is dict:
+        out = record.copy()
         for k, v in record.items():
-            t = type(v)
-            if (k == "box" or k.endswith("_box")) and v is not None:
+            tv = type(v)
+            if tv in _SCALARS:  # nothing inside to move (and no box is a number or text)
+                continue
+            if k == "box" or k.endswith("_box"):
                 x0, y0, x1, y1 = v
                 out[k] = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
-            elif t is dict or t is list:
-                out[k] = shift(v, dx, dy)
-            elif t in _LEAVES:  # nothing inside to move: no call (records are copied a lot)
-                out[k] = v
-            else:
+            elif tv is not tuple:
                 out[k] = shift(v, dx, dy)
         return out
-    if isinstance(record, list):
+    if t is list:
         return [shift(r, dx, dy) for r in record]
+    if isinstance(record, dict):
+        return shift(dict(record), dx, dy)
+    if isinstance(record, list):
+        return shift(list(record), dx, dy)
     return record
 
 
-_LEAVES = frozenset({str, int, float, bool, type(None), tuple})
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _as_block(b: Block | Image.Image) -> Block:
@@ -187,3 +193,73 @@ def grid_layout(blocks: Sequence[Block | Image.Image], cols: int, gap: int = 4) 
         r, c = divmod(i, cols)
         offsets.append((c * (cw + gap) + (cw - b.width) // 2, r * (ch + gap) + (ch - b.height) // 2))
     return _paste(canvas, blocks, offsets)
+
+
+# -- placing without drawing ------------------------------------------------------------
+class Placed:
+    """Blocks placed but not drawn: what ``vstack``/``hstack``/``pad`` would draw, as the
+    size and the offset of each part.  :func:`draw` then pastes every picture once into
+    one canvas, where nesting the drawing functions copies each pixel once per level
+    (a figure of many rows of panels would be copied four or five times over)."""
+
+    __slots__ = ("width", "height", "parts")
+
+    def __init__(self, width: int, height: int, parts: list[tuple[Any, int, int]]):
+        self.width, self.height, self.parts = width, height, parts
+
+
+def place_v(blocks: Sequence[Any], gap: int = 0,
+            align: Literal["left", "center", "right"] = "left") -> Placed:
+    """``vstack`` placed, not drawn."""
+    if not blocks:
+        return Placed(1, 1, [])
+    w = max(b.width for b in blocks)
+    h = sum(b.height for b in blocks) + gap * (len(blocks) - 1)
+    parts, y = [], 0
+    for b in blocks:
+        x = {"left": 0, "center": (w - b.width) // 2, "right": w - b.width}[align]
+        parts.append((b, x, y))
+        y += b.height + gap
+    return Placed(w, h, parts)
+
+
+def place_h(blocks: Sequence[Any], gap: int = 0,
+            align: Literal["top", "center", "bottom"] = "top") -> Placed:
+    """``hstack`` placed, not drawn."""
+    if not blocks:
+        return Placed(1, 1, [])
+    w = sum(b.width for b in blocks) + gap * (len(blocks) - 1)
+    h = max(b.height for b in blocks)
+    parts, x = [], 0
+    for b in blocks:
+        y = {"top": 0, "center": (h - b.height) // 2, "bottom": h - b.height}[align]
+        parts.append((b, x, y))
+        x += b.width + gap
+    return Placed(w, h, parts)
+
+
+def place_pad(block: Any, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> Placed:
+    """``pad`` placed, not drawn."""
+    return Placed(block.width + left + right, block.height + top + bottom, [(block, left, top)])
+
+
+def draw(placed: Placed) -> Block:
+    """The picture ``placed`` describes: what the nested ``vstack``/``hstack``/``pad``
+    calls give, pixels and records alike (records moved once, when read)."""
+    canvas = Image.new("RGB", (placed.width, placed.height), BACKGROUND)
+    groups: list[tuple[list[dict[str, Any]], int, int]] = []
+    stack: list[tuple[Any, int, int]] = [(placed, 0, 0)]
+    while stack:
+        item, x, y = stack.pop()
+        if isinstance(item, Placed):
+            stack.extend((b, x + bx, y + by) for b, bx, by in reversed(item.parts))
+        elif isinstance(item, Block):
+            canvas.paste(item.image, (x, y))
+            groups.extend((recs, dx + x, dy + y) for recs, dx, dy in item._groups if recs)
+        else:
+            canvas.paste(item, (x, y))
+    out = Block(canvas)
+    if groups:
+        out._groups = groups if len(groups) > 1 or groups[0][1] or groups[0][2] else [
+            (shift(groups[0][0], 0, 0), 0, 0)]
+    return out

@@ -14,11 +14,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .colormaps import BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, lut
+from .colormaps import BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, lut, packed_lut
+from .packed import pack_color
 from .scale import Norm, Scale, finite_range
-from .text import fmt
+from .text import fmt_many
 
 __all__ = ["ScaleSet"]
+
+_BAD_PACKED = pack_color(BAD_COLOR)
+_MIN_STEP = 2.0 ** -1000
+"""Below this, ``span / 256`` would lose bits (sub-normal): colorize the long way."""
 
 
 @dataclass
@@ -33,6 +38,8 @@ class ScaleSet:
     norm: Norm
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    finite: bool | None = None
+    """The maps these scales were made from held no NaN (None: not known)."""
 
     def __len__(self) -> int:
         return len(self.cmaps)
@@ -59,7 +66,7 @@ class ScaleSet:
             cmaps = [cmap] * n
         else:
             cmaps = [DEFAULT_DIVERGING if s else DEFAULT_SEQUENTIAL for s in signed.tolist()]
-        return cls(vmin, vmax, signed, lo == hi, cmaps, "map")
+        return cls(vmin, vmax, signed, lo == hi, cmaps, "map", finite=not bad.any())
 
     @classmethod
     def from_scales(cls, scales: Sequence[Scale]) -> "ScaleSet":
@@ -85,38 +92,72 @@ class ScaleSet:
     # -- colours ------------------------------------------------------------
     def colorize(self, x: np.ndarray) -> np.ndarray:
         """``(n, h, w, 3)`` uint8: map ``i`` through scale ``i`` (as ``Scale.colorize``)."""
-        n = x.shape[0]
-        a = np.asarray(x, dtype=np.float64)
-        span = self.vmax - self.vmin
-        flat = span <= 0
-        col = (slice(None), None, None)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            u = np.subtract(a, self.vmin[col])
-            np.divide(u, np.where(flat, 1.0, span)[col], out=u)
-            np.clip(u, 0.0, 1.0, out=u)
-        if flat.any():  # one value: the low colour, or the middle of a diverging scale
-            fill = np.where(self.signed | (self.mean is not None), 0.5, 0.0)
-            for i in np.flatnonzero(flat):
-                u[i] = np.where(np.isnan(a[i]), np.nan, fill[i])
-        bad = np.isnan(u)
-        has_bad = bool(bad.any())
-        if has_bad:
-            u[bad] = 0.0
-        np.multiply(u, 256.0, out=u)
-        np.floor(u, out=u)
-        np.clip(u, 0, 255, out=u)
-        idx = u.astype(np.intp)
-        names = sorted(set(self.cmaps))
-        if len(names) == 1:
-            out = lut(names[0])[idx]  # type: ignore[arg-type]
-        else:
-            table = np.concatenate([lut(nm) for nm in names])  # type: ignore[arg-type]
-            which = np.array([names.index(c) * 256 for c in self.cmaps], np.intp)
-            idx += which[col]
-            out = table[idx]
-        if has_bad:
+        idx, bad, names = self._indices(x)
+        table = lut(names[0]) if len(names) == 1 else np.concatenate([lut(nm) for nm in names])
+        out = table[idx]
+        if bad is not None:
             out[bad] = BAD_COLOR
         return out
+
+    def colorize_packed(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`colorize` as ``(n, h, w)`` packed pixels (see :mod:`.packed`)."""
+        idx, bad, names = self._indices(x)
+        table = packed_lut(names[0]) if len(names) == 1 else np.concatenate(
+            [packed_lut(nm) for nm in names])
+        out = np.take(table, idx)
+        if bad is not None:
+            out[bad] = _BAD_PACKED
+        return out
+
+    def _indices(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+        """Row of the colour table of every value (tables of several colour maps stacked
+        in ``names`` order) and where the values are NaN (None: nowhere).
+
+        The index is ``min(floor(u * 256), 255)`` of ``u = clip((x - vmin) / span, 0, 1)``
+        in float64, as ``Scale.colorize`` computes it, with fewer passes: the division
+        and the exact scaling by 256 are one division by ``span / 256`` (a power-of-two
+        scaling commutes with rounding), and flooring then clipping to ``[0, 255]`` is
+        clipping then truncating."""
+        col = (slice(None), None, None)
+        span = self.vmax - self.vmin
+        flat = span <= 0
+        step = np.where(flat, 1.0, span) / 256.0
+        exact = bool(np.all(step >= _MIN_STEP))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            u = np.subtract(x, self.vmin[col], dtype=np.float64)
+            if exact:
+                np.divide(u, step[col], out=u)
+            else:  # sub-normal spans: the two steps of Scale.to_unit, literally
+                np.divide(u, np.where(flat, 1.0, span)[col], out=u)
+                np.clip(u, 0.0, 1.0, out=u)
+                np.multiply(u, 256.0, out=u)
+        if flat.any():  # one value: the low colour, or the middle of a diverging scale
+            fill = np.where(self.signed | (self.mean is not None), 128.0, 0.0)
+            for i in np.flatnonzero(flat):
+                u[i] = np.where(np.isnan(x[i]), np.nan, fill[i])
+        bad = None
+        if not self._known_finite(x):
+            mask = np.isnan(u)
+            if mask.any():
+                bad = mask
+                u[mask] = 0.0
+        np.clip(u, 0.0, 255.0, out=u)
+        idx = u.astype(np.intp)
+        names = sorted(set(self.cmaps))
+        if len(names) > 1:
+            which = np.array([names.index(c) * 256 for c in self.cmaps], np.intp)
+            idx += which[col]
+        return idx, bad, names
+
+    def _known_finite(self, x: np.ndarray) -> bool:
+        """True when ``x`` surely holds no NaN (its per-map ranges were finite, or its
+        minimum is a number: NaN would show there)."""
+        if self.finite is not None:
+            return self.finite
+        if x.size == 0:
+            return True
+        with np.errstate(invalid="ignore"):
+            return not np.isnan(np.min(x))
 
     # -- words --------------------------------------------------------------
     def metas(self) -> list[dict[str, Any]]:
@@ -133,25 +174,57 @@ class ScaleSet:
                 d["mean"], d["std"] = m, sd
         return out
 
+    def tops(self) -> list[str]:
+        """``fmt(vmax)`` of every scale (formatted once per set)."""
+        memo = self.__dict__.get("_tops")
+        if memo is None:
+            memo = self.__dict__["_tops"] = fmt_many(self.vmax)
+        return memo
+
     def describe(self) -> list[str]:
-        """``[s.describe() for s in scales]`` (numbers formatted once each)."""
-        cache: dict[float, str] = {}
-
-        def f(v: float) -> str:
-            s = cache.get(v)
-            if s is None:
-                s = cache[v] = fmt(v)
-            return s
-
+        """``[s.describe() for s in scales]`` (numbers formatted for the whole set at once)."""
         if self.mean is not None and self.std is not None:
             return [
-                f"mean {f(m)}, sd {f(sd)}" + (" (constant)" if k else "")
-                for m, sd, k in zip(self.mean.tolist(), self.std.tolist(), self.constant.tolist())
+                f"mean {m}, sd {sd}" + (" (constant)" if k else "")
+                for m, sd, k in zip(fmt_many(self.mean), fmt_many(self.std), self.constant.tolist())
             ]
-        out = []
-        for a, b, k in zip(self.vmin.tolist(), self.vmax.tolist(), self.constant.tolist()):
-            rng = f"{f(a)} ... {f(b)}"
-            if k:
-                rng = f"{rng} (constant data)" if a != b else f"constant {f(a)}"
-            out.append(rng)
+        hi = self.tops()
+        if np.array_equal(self.vmin, np.where(self.signed, -self.vmax, 0.0)):
+            # the usual ranges -m ... m and 0 ... m: fmt(-m) is "-" + fmt(m)
+            out = [f"-{t} ... {t}" if s else f"0 ... {t}" for t, s in zip(hi, self.signed.tolist())]
+            lo = None
+        else:
+            lo = fmt_many(self.vmin)
+            out = [f"{a} ... {b}" for a, b in zip(lo, hi)]
+        for i in np.flatnonzero(self.constant).tolist():
+            if self.vmin[i] != self.vmax[i]:
+                out[i] = f"{out[i]} (constant data)"
+            else:
+                out[i] = f"constant {lo[i] if lo is not None else hi[i]}"
         return out
+
+    def compact(self) -> list[str]:
+        """Each range in a few characters, for tiles too small for :meth:`describe`:
+        ``±m`` for the symmetric (diverging) range ``-m ... m``, ``0..m`` for ``0 ... m``,
+        ``all v`` for the one-value range ``v ... v``; ``m±s`` (mean ± sd) for a
+        standardised map.  :meth:`compact_key` says so in words."""
+        if self.mean is not None and self.std is not None:
+            return [f"{m}±{sd}" for m, sd in zip(fmt_many(self.mean), fmt_many(self.std))]
+        top = self.tops()
+        out = [f"±{t}" if s else f"0..{t}" for t, s in zip(top, self.signed.tolist())]
+        for i in np.flatnonzero(self.vmin == self.vmax).tolist():
+            out[i] = f"all {top[i]}"
+        return out
+
+    def compact_key(self) -> str:
+        """The line that explains :meth:`compact` labels (only the forms that occur)."""
+        if self.mean is not None and self.std is not None:
+            return "under each tile: the map's mean±sd"
+        parts = []
+        for signed, form in ((True, "±m = -m ... m"), (False, "0..m = 0 ... m")):
+            names = sorted({c for c, s in zip(self.cmaps, self.signed.tolist()) if s == signed})
+            if names:
+                parts.append(f"{form} ({', '.join(names)})")
+        if (self.vmin == self.vmax).any():
+            parts.append("all v = every value is v")
+        return "under each tile, its own colour range: " + " · ".join(parts)

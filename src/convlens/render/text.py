@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 __all__ = [
     "TITLE", "LABEL", "SMALL", "INK", "MUTED", "BACKGROUND",
     "font", "text_width", "line_height", "fit", "wrap_text", "text_image", "fmt",
-    "text_pixels", "TEXT_MARGIN", "stamp",
+    "text_pixels", "TEXT_MARGIN", "stamp", "fmt_many", "packed_text", "packed_texts", "packed_texts_many", "text_widths",
 ]
 
 TITLE = 14
@@ -33,7 +33,70 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 @lru_cache(maxsize=65536)
 def text_width(text: str, size: int = LABEL) -> int:
+    """Pixels ``text`` advances (``ceil`` of the font's length): the sum of the advances
+    of its characters where no pair of them is kerned (see :func:`text_widths`), else the
+    font's own measure of the whole text."""
+    adv = _advances(size, tuple(set(text)))
+    if adv is not None:
+        return -(-sum(adv[c] for c in text) // 64)
     return int(math.ceil(font(size).getlength(text)))
+
+
+def text_widths(texts: Sequence[str], size: int = LABEL) -> np.ndarray:
+    """``[text_width(t, size) for t in texts]`` as an integer array, for thousands of
+    labels at once: the advances of the characters summed by NumPy.  That is exact when
+    no pair of the characters is kerned (checked once per character and size against the
+    font's own measure of every pair); otherwise each text is measured on its own."""
+    n = len(texts)
+    if n == 0:
+        return np.zeros(0, np.intp)
+    arr = np.array(texts, dtype=str)
+    codes = arr.view(np.uint32).reshape(n, -1)  # padded with 0 (texts hold no NUL)
+    top = int(codes.max(initial=0))
+    if top >= 1 << 20:  # pragma: no cover - far outside the labels drawn here
+        return np.array([_measured_width(t, size) for t in texts], np.intp)
+    present = np.flatnonzero(np.bincount(codes.ravel(), minlength=1)).tolist()
+    adv = _advances(size, tuple(chr(c) for c in present if c))
+    if adv is None:
+        return np.array([_measured_width(t, size) for t in texts], np.intp)
+    table = np.zeros(top + 1, np.int64)
+    for c in present:
+        if c:
+            table[c] = adv[chr(c)]
+    units = table[codes].sum(axis=1)  # 1/64 pixel
+    return (-(-units // 64)).astype(np.intp)  # ceil, as text_width
+
+
+def _measured_width(text: str, size: int) -> int:
+    return int(math.ceil(font(size).getlength(text)))
+
+
+_ADVANCES: dict[int, dict[str, int]] = {}
+_KERNED: set[int] = set()
+
+
+def _advances(size: int, chars: tuple[str, ...]) -> dict[str, int] | None:
+    """Advance of each character in 1/64 pixel, once every pair of the characters seen
+    so far (at this size) measures as the sum of its two advances; None if one does not."""
+    if size in _KERNED:
+        return None
+    known = _ADVANCES.setdefault(size, {})
+    new = [c for c in chars if c not in known]
+    if new:
+        f = font(size)
+        if any(not c.isprintable() for c in new):
+            return None  # line breaks and such: measured whole, by the font
+        trial = dict(known)
+        for c in new:
+            trial[c] = int(round(f.getlength(c) * 64))
+        for a in new:
+            for b in trial:
+                for pair in (a + b, b + a):
+                    if int(round(f.getlength(pair) * 64)) != trial[pair[0]] + trial[pair[1]]:
+                        _KERNED.add(size)
+                        return None
+        known.update(trial)  # published once checked (another thread may be reading)
+    return known
 
 
 def line_height(size: int = LABEL) -> int:
@@ -108,6 +171,58 @@ def text_pixels(text: str, size: int, color: tuple[int, ...]) -> np.ndarray:
     return arr
 
 
+def packed_text(text: str, size: int, color: tuple[int, ...]) -> np.ndarray:
+    """:func:`text_pixels` as read-only packed pixels (see :mod:`.packed`), cached."""
+    return packed_texts(size, color)(text)
+
+
+_PACKED: dict[tuple[int, tuple[int, ...]], dict[str, np.ndarray]] = {}
+_PACKED_MAX = 65536
+"""Texts kept per size and colour (the cache starts again when full)."""
+
+
+def packed_texts(size: int, color: tuple[int, ...]) -> Callable[[str], np.ndarray]:
+    """A function ``text -> packed_text(text, size, color)`` looking texts up in a plain
+    dict (for many labels of one size and colour: no cache key to build per text)."""
+    from .packed import pack
+
+    cache = _PACKED.setdefault((size, tuple(color)), {})
+    get = cache.get
+
+    def lookup(text: str) -> np.ndarray:
+        arr = get(text)
+        if arr is None:
+            if len(cache) >= _PACKED_MAX:
+                cache.clear()
+            arr = pack(text_pixels(text, size, color))
+            arr.flags.writeable = False
+            cache[text] = arr
+        return arr
+
+    return lookup
+
+
+def packed_texts_many(texts: Sequence[str], size: int, color: tuple[int, ...]) -> list[np.ndarray]:
+    """``[packed_text(t, size, color) for t in texts]``, the texts not cached yet drawn all
+    at once from cached glyphs (:mod:`.glyphs`: the same pixels, without one FreeType
+    call per text)."""
+    from .glyphs import draw_coverage, ink_table
+    from .packed import pack
+
+    cache = _PACKED.setdefault((size, tuple(color)), {})
+    found = {t: cache.get(t) for t in texts}  # what this call uses, whatever other threads do
+    missing = [t for t, arr in found.items() if arr is None]
+    if missing:
+        if len(cache) + len(missing) > _PACKED_MAX:
+            cache.clear()
+        table = pack(ink_table(color))
+        for t, cov in zip(missing, draw_coverage(missing, size)):
+            arr = table[cov] if cov is not None else pack(text_pixels(t, size, color))
+            arr.flags.writeable = False
+            found[t] = cache[t] = arr
+    return [found[t] for t in texts]  # type: ignore[misc]
+
+
 def stamp(canvas: np.ndarray, x: int, y: int, text: str, size: int, color: tuple[int, ...]) -> None:
     """Draw ``text`` into a ``(H, W, 3)`` uint8 ``canvas`` at ``(x, y)`` exactly as
     ``ImageDraw.text`` draws it on white (from the :func:`text_pixels` cache); the area
@@ -138,3 +253,31 @@ def fmt(value: float) -> str:
     if a >= 100:
         return f"{v:.0f}"
     return f"{v:.3g}"
+
+
+def fmt_many(values: np.ndarray | list[float]) -> list[str]:
+    """``[fmt(v) for v in values]``, with the case analysis done by NumPy over the whole
+    array and each string made by one format call (thousands of tile labels at once)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    out: list[str] = ["0"] * v.size  # zeros (and -0.0) stay "0"
+    if not v.size:
+        return out
+    a = np.abs(v)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(v)
+        nonzero = finite & (v != 0)
+        sci = nonzero & ((a < 1e-3) | (a >= 1e5))
+        big = nonzero & ~sci & (a >= 100)
+        mid = nonzero & ~sci & (a < 100)
+    if mid.all():  # the usual case: one format for everything
+        return [f"{x:.3g}" for x in v.tolist()]
+    for mask, form in ((big, "{:.0f}".format), (mid, "{:.3g}".format), (sci, _sci), (~finite, str)):
+        idx = np.flatnonzero(mask)
+        for i, s in zip(idx.tolist(), map(form, v[idx].tolist())):
+            out[i] = s
+    return out
+
+
+def _sci(v: float) -> str:
+    mant, exp = f"{v:.2e}".split("e")
+    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
