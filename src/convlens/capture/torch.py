@@ -161,11 +161,8 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
 
 
 def _weights(m: nn.Module) -> dict[str, np.ndarray]:
-    out = {}
-    for k, v in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
-        if v is not None and v.is_floating_point():
-            out[k] = v.detach().to("cpu", torch.float32).numpy().copy()
-    return out
+    """Copies of one module's floating-point parameters and buffers (shared, cached)."""
+    return dict(weights_of([m])[id(m)][0])
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
