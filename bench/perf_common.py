@@ -90,7 +90,7 @@ def methods(model: Any, images: Any, pp: Any) -> dict[str, Callable[[], Any]]:
         return convlens.capture(model, images, last[0], preprocess=pp)
 
     def fresh_copy() -> Any:  # as if the model had changed since its last capture
-        from convlens.capture.torch_weights import forget
+        from convlens import forget
 
         forget(model)
         return convlens.capture(model, images, preprocess=pp)

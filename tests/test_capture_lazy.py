@@ -1,6 +1,6 @@
 """Deferred stages, the weight-copy cache and the allocator setting of capture().
 
-Deferred stages (a batch norm or clamping activation fed by a kept stage) are computed
+Deferred stages (a convolution, batch norm or clamping activation fed by a kept stage) are computed
 again when first read; they must give exactly what the layer computed, whatever happens
 to the model afterwards.  The weight copies are reused while the model is unchanged and
 made anew as soon as it changes.  No timings here (speed is measured in bench/).
@@ -12,7 +12,7 @@ from torch import nn
 
 import convlens
 from convlens import allocator
-from convlens.capture.torch_weights import forget
+from convlens import forget
 from convlens.errors import ConvlensError
 from tests.test_perf_paths import assert_same, reference
 
@@ -51,8 +51,10 @@ def test_norm_and_clamp_stages_are_deferred_and_exact():
     m = conv_bn_relu()
     t = convlens.capture(m, image())
     deferred = [s.name for s in t if not s.computed]
-    # every BN/activation fed by a kept stage, chains (0 -> 1 -> 2) included
-    assert deferred == ["1", "2", "4", "5", "7", "8"]
+    # every conv/BN/activation fed by a kept or deferred stage, chains (0 -> 1 -> ... -> 8)
+    # included; the first conv (fed by the model input) and the last (whose output is the
+    # model's, held anyway) are held
+    assert deferred == ["1", "2", "3", "4", "5", "6", "7", "8"]
     assert [t[n].shape for n in ("1", "5")] == [(4, 12, 12), (4, 10, 10)]  # known, not computed
     assert not t["1"].computed
     assert_same(t, reference(m, model_input(t)))  # reads every output: computed now

@@ -65,16 +65,20 @@ class Deferred:
     """A stage output computed the first time it is read.
 
     ``capture()`` uses it for stages that are an exact function of an earlier stage's
-    output (a batch norm in eval mode, a ReLU...): the function is re-run on that output
-    with the values the layer had, giving the very numbers the layer computed, without
-    holding them during the forward pass.  ``shape`` and ``dtype`` are known up front,
-    so asking for a stage's shape computes nothing.
+    output (a convolution, a batch norm in eval mode, a ReLU...): the function is re-run
+    on that output with the values the layer had, giving the very numbers the layer
+    computed, without holding them during the forward pass.  ``shape`` and ``dtype`` are
+    known up front, so asking for a stage's shape computes nothing.  ``after`` is the
+    stage whose output ``compute`` reads, when that is a stage: a chain of deferred
+    stages is computed oldest first, one level deep each, however long it is.
     """
 
-    __slots__ = ("compute", "shape", "dtype")
+    __slots__ = ("compute", "shape", "dtype", "after")
 
-    def __init__(self, compute: Any, shape: tuple[int, ...], dtype: Any = np.float32):
+    def __init__(self, compute: Any, shape: tuple[int, ...], dtype: Any = np.float32,
+                 after: "Stage | None" = None):
         self.compute, self.shape, self.dtype = compute, tuple(shape), np.dtype(dtype)
+        self.after = after
 
     def __repr__(self) -> str:
         return f"Deferred({self.shape}, {self.dtype})"
@@ -194,6 +198,12 @@ def _get_output(self: Stage) -> np.ndarray:
     out = d["_output"]
     if out is None:
         lazy = d["_deferred"]
+        chain, before = [], lazy.after
+        while before is not None and before.__dict__.get("_deferred") is not None:
+            chain.append(before)  # deferred stages this one is computed from
+            before = before.__dict__["_deferred"].after
+        for stage in reversed(chain):
+            _get_output(stage)
         out = _as_output(lazy.compute())
         if out.shape != lazy.shape:
             raise TraceError(

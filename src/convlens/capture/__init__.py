@@ -20,7 +20,7 @@ from ..preprocess import Preprocess
 from ..trace import Stage, Trace
 from .options import Store, StoreDtype, Weights, check_options, finish_stages
 
-__all__ = ["capture", "framework_of"]
+__all__ = ["capture", "framework_of", "forget"]
 
 
 def framework_of(model: Any) -> str:
@@ -119,7 +119,7 @@ def capture(
         stages = finish_stages(stages, opts, opts.sink())
     if keep is not None:
         keep.check()
-    if not stages or (keep is None and not _same(stages[-1].output, output)):
+    if not stages or (keep is None and not _same(stages[-1], output)):
         if keep is None or keep("output", "output"):
             final = output.astype(np.float16) if opts.dtype == "float16" else output
             if opts.store == "disk":
@@ -132,7 +132,27 @@ def capture(
     )
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
+def forget(model: Any) -> None:
+    """Drop what convlens remembers about a PyTorch ``model`` between captures (its
+    capture plan and weight copies, see ``docs/performance.md``).  Needed only after a
+    change that leaves no trace convlens can check: an in-place write through
+    ``param.data``, or an attribute list edited in place (``conv.padding[0] = 2``).
+    Does nothing for other models."""
+    if "torch" in sys.modules:
+        import torch
+
+        if isinstance(model, torch.nn.Module):
+            from .torch_plan import forget as forget_torch
+
+            forget_torch(model)
+
+
+def _same(stage: Stage, b: np.ndarray) -> bool:
+    """Does the last stage already show the model's output?  (Its shape first: a deferred
+    output is not computed for nothing.)"""
+    if tuple(stage._array_shape) != b.shape:
+        return False
+    a = stage.output
     if a.dtype == np.float16 and b.dtype != np.float16:
         b = b.astype(np.float16)
     return a.shape == b.shape and np.array_equal(a, b)

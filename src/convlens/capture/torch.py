@@ -26,139 +26,13 @@ from ..errors import CaptureError, ConvlensError, ModelError
 from ..trace import Deferred, Stage, _freeze
 from .options import CaptureOptions, finish_stages
 from .recorder import Recorder
-from .torch_derive import wants_weights
-from .torch_pass import Record, leaf_table, run_pass
+from .torch_describe import _SCRIPT, _kind, describe_module
+from .torch_pass import Record, run_pass
+from .torch_plan import Plan, cached_plan, plan_for
 from .torch_weights import shared_views, weights_of
 from .torch_pass import first_tensor as _first_tensor
 
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
-
-_KINDS: list[tuple[tuple[type, ...], str]] = [
-    ((nn.modules.conv._ConvNd,), "conv"),
-    ((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm), "norm"),
-    ((nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-      nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Mish,
-      nn.Softmax, nn.LogSoftmax, nn.Softsign, nn.Tanhshrink, nn.Threshold), "activation"),
-    ((nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
-      nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
-      nn.modules.pooling._LPPoolNd), "pool"),
-    ((nn.Linear, nn.Bilinear), "dense"),
-    ((nn.Flatten, nn.Unflatten), "flatten"),
-    ((nn.modules.dropout._DropoutNd,), "dropout"),
-]
-
-_ACT_NAMES = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu",
-    nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu", nn.SiLU: "silu",
-    nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus", nn.Hardswish: "hard_swish",
-    nn.Hardsigmoid: "hard_sigmoid", nn.Hardtanh: "hard_tanh", nn.Mish: "mish",
-    nn.Softmax: "softmax", nn.LogSoftmax: "log_softmax", nn.Softsign: "softsign",
-    nn.Tanhshrink: "tanhshrink", nn.Threshold: "threshold",
-}
-
-
-_SCRIPT = torch.jit.ScriptModule
-_MISSING = object()
-_KIND_OF_TYPE: dict[type, str] = {}
-
-
-def _cls(m: nn.Module) -> type:
-    """The module's class; for a loaded TorchScript module, the ``torch.nn`` class it was."""
-    if isinstance(m, _SCRIPT):
-        return getattr(nn, getattr(m, "original_name", ""), type(m))
-    return type(m)
-
-
-def _attr(m: nn.Module, name: str) -> Any:
-    """``getattr(m, name, None)`` for a plain attribute, without ``nn.Module.__getattr__``'s
-    slow miss (it looks in parameters, buffers and submodules and raises)."""
-    v = m.__dict__.get(name, _MISSING)
-    if v is not _MISSING:
-        return v
-    v = getattr(type(m), name, _MISSING)
-    if v is _MISSING:
-        return getattr(m, name, None) if isinstance(m, _SCRIPT) else None
-    return getattr(m, name, None) if hasattr(v, "__get__") else v  # a property: its value
-
-
-def _kind(m: nn.Module) -> str:
-    declared = _attr(m, "convlens_kind")  # a module may say what it is (e.g. "merge")
-    if declared is not None:
-        return declared
-    t = type(m)
-    kind = _KIND_OF_TYPE.get(t)
-    if kind is None:
-        cls = _cls(m)
-        kind = next((k for classes, k in _KINDS if issubclass(cls, classes)), "other")
-        if not isinstance(m, _SCRIPT):  # scripted modules share one type
-            _KIND_OF_TYPE[t] = kind
-    return kind
-
-
-def _tuple(v: Any) -> Any:
-    return tuple(v) if isinstance(v, (list, tuple)) else v
-
-
-def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
-    """The stage kind and the op parameters of one module."""
-    kind, cls = _kind(m), _cls(m)
-    p: dict[str, Any] = {}
-    if kind == "conv":
-        pad = _attr(m, "convlens_padding") or _tuple(m.padding)
-        # (TorchScript keeps these attributes, so scripted modules are described too)
-        bias = m._parameters.get("bias") if not isinstance(m, _SCRIPT) else m.bias
-        p = dict(kernel_size=_tuple(m.kernel_size), stride=_tuple(m.stride), padding=pad,
-                 dilation=_tuple(m.dilation), groups=m.groups, in_channels=m.in_channels,
-                 out_channels=m.out_channels, bias=bias is not None)
-        if m.transposed:
-            p["transposed"] = True
-            p["output_padding"] = _tuple(m.output_padding)
-    elif kind == "pool":
-        name = cls.__name__
-        p["mode"] = "max" if "Max" in name else ("avg" if "Avg" in name else "lp")
-        if "Adaptive" in name:
-            p["adaptive"] = True
-            p["output_size"] = _tuple(m.output_size)
-        else:
-            p["kernel_size"] = _tuple(m.kernel_size)
-            p["stride"] = _tuple(m.stride)
-            if hasattr(m, "padding"):
-                p["padding"] = _attr(m, "convlens_padding") or _tuple(m.padding)
-            if getattr(m, "ceil_mode", False):
-                p["ceil_mode"] = True
-            if p["mode"] == "max" and hasattr(m, "dilation"):
-                p["dilation"] = _tuple(m.dilation)
-            if p["mode"] == "avg" and hasattr(m, "count_include_pad"):
-                p["count_include_pad"] = bool(m.count_include_pad)
-    elif kind == "activation":
-        p["function"] = _ACT_NAMES.get(cls, cls.__name__.lower())
-        if issubclass(cls, nn.LeakyReLU):
-            p["alpha"] = float(m.negative_slope)
-        elif issubclass(cls, (nn.ELU, nn.CELU)):
-            p["alpha"] = float(m.alpha)
-        elif issubclass(cls, nn.GELU):
-            p["approximate"] = m.approximate
-        elif issubclass(cls, (nn.Softmax, nn.LogSoftmax)):
-            p["dim"] = m.dim
-        elif issubclass(cls, nn.Softplus):
-            p["beta"], p["threshold"] = float(m.beta), float(m.threshold)
-        if getattr(m, "inplace", False):
-            p["inplace"] = True
-    elif kind == "norm":
-        d = m.__dict__
-        stock = cls.__module__.startswith("torch.nn.")  # no class-level values to look up
-        for attr in ("eps", "momentum", "num_groups", "size", "alpha", "beta", "k"):
-            v = d.get(attr) if stock else _attr(m, attr)
-            if type(v) is float or type(v) is int:
-                p[attr] = v
-    elif kind == "dense" and issubclass(cls, nn.Linear):
-        p = dict(in_features=m.in_features, out_features=m.out_features, bias=m.bias is not None)
-    elif kind == "flatten" and issubclass(cls, nn.Flatten):
-        p = dict(start_dim=m.start_dim, end_dim=m.end_dim)
-    elif kind == "dropout":
-        p = dict(p=float(m.p))
-    return kind, p
-
 
 def _weights(m: nn.Module) -> dict[str, np.ndarray]:
     """Copies of one module's floating-point parameters and buffers (shared, cached)."""
@@ -256,31 +130,30 @@ def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
     return {**params, "sources": r.sources}
 
 
-def _stages(records: list[Record], opts: CaptureOptions) -> list[Stage]:
-    described: dict[int, tuple[str, dict[str, Any]]] = {}
-    modules: list[nn.Module] = []
-    for r in records:
-        if id(r.module) not in described:
-            kind, params = describe_module(r.module)
-            described[id(r.module)] = (kind, _freeze(params))
-            modules.append(r.module)
+def _stages(records: list[Record], plan: Plan, opts: CaptureOptions) -> list[Stage]:
+    leaves = plan.leaves
     if opts.weights == "copy":
-        copies = weights_of(modules)
+        copies = plan.copies()
         weights = {k: v[0] for k, v in copies.items()}
     else:
-        derived = [r.module for r in records if r.recipe is not None and wants_weights(r.module)]
-        copies = weights_of(list({id(m): m for m in derived}.values()))
-        weights = shared_views(modules) if opts.weights == "share" else {id(m): {} for m in modules}
+        used = list({r.leaf: leaves[r.leaf] for r in records}.values())
+        derived = list({r.leaf: leaves[r.leaf] for r in records if r.recipe is not None}.values())
+        copies = weights_of(derived)
+        weights = shared_views(used) if opts.weights == "share" else {id(m): {} for m in used}
     stages: list[Stage] = []
+    ops = [type(m).__name__ for m in leaves]
+    params = plan.params
+    trusted = Stage._trusted
     for i, r in enumerate(records):
+        m = leaves[r.leaf]
         if r.recipe is not None:
-            output: Any = Deferred(_recompute(r.recipe, stages[r.source], copies.get(id(r.module))),
-                                   r.value)
+            source = stages[r.source]
+            output: Any = Deferred(_recompute(r.recipe, source, copies.get(id(m))),
+                                   r.value, after=source)
         else:
             output = _to_numpy(r.value)
-        stages.append(Stage._trusted(i, r.name, r.kind, type(r.module).__name__, output,
-                                     _with_sources(described[id(r.module)][1], r),
-                                     dict(weights[id(r.module)]), r.source))
+        stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
+                              _with_sources(params[r.leaf], r), dict(weights[id(m)]), r.source))
     return stages
 
 
@@ -289,8 +162,8 @@ def _recompute(fn: Any, source: Stage, copies: Any) -> Any:
     tensors = copies[1] if copies is not None else {}
 
     def compute() -> np.ndarray:
-        with torch.no_grad():
-            return fn(torch.from_numpy(source.output), tensors).numpy()
+        with torch.no_grad():  # (the layer saw a contiguous input: the pass checked)
+            return fn(torch.from_numpy(source.output).contiguous(), tensors).numpy()
 
     return compute
 
@@ -301,10 +174,10 @@ next capture copies them as their layers return instead of running the model twi
 
 
 def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
-            table: dict | None) -> tuple[list, Any]:
+            plan: Plan | None) -> tuple[list, Any]:
     """The recorded pass (and, when an unforeseen in-place op overwrote a held output,
     the pass again with that output copied as its layer returns)."""
-    if table is None:  # a TorchScript module
+    if plan is None:  # a TorchScript module
         rec, output = _run_script(model, xt, keep)
         return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output
     convert, sink = _converter(opts), opts.sink()
@@ -312,18 +185,18 @@ def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
         convert = convert or (lambda t: t.detach().clone())
     copy: frozenset[str] = _INPLACE_HINT.get(model, frozenset()) if convert is None else frozenset()
     for _ in range(3):
-        records, output, mutated = run_pass(model, xt, table, keep, copy, convert, sink)
+        records, output, mutated = run_pass(model, xt, plan, keep, copy, convert, sink)
         if not mutated:
             break
         copy = copy | mutated  # an in-place op inside some forward(): repeat, copying those
     else:
-        records, output, _ = run_pass(model, xt, table, keep, convert=lambda t: t.detach().clone())
+        records, output, _ = run_pass(model, xt, plan, keep, convert=lambda t: t.detach().clone())
     if convert is None:
         if copy:
             _INPLACE_HINT[model] = copy
         else:
             _INPLACE_HINT.pop(model, None)
-    return _stages(records, opts), output
+    return _stages(records, plan, opts), output
 
 
 def capture_torch(model: nn.Module, x: np.ndarray, keep,
@@ -339,18 +212,23 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
-    if isinstance(model, _SCRIPT):
-        table, training = None, _training(model)
-    else:
-        training = []
-        table = leaf_table(model, _kind, training)  # (one walk finds both)
-    modes = {m: m.training for m in model.modules()} if training else None
+    script = isinstance(model, _SCRIPT)
+    plan = None if script else cached_plan(model)
+    if plan is None:
+        training = _training(model)
+    else:  # (the plan lists every module below the model: no walk)
+        training = [m for m in plan.modules if m.training]
+        if model.training:
+            training.append(model)
+    modes = {m: m.training for m in training} if training else None
     try:
         if modes:  # nothing to switch (and nothing to restore) when already in eval mode
             model.eval()
+        if not script:
+            plan = plan_for(model, plan)  # (made in eval mode, checked in eval mode)
         with torch.no_grad():
             try:
-                stages, output = _record(model, xt, keep, opts, table)
+                stages, output = _record(model, xt, keep, opts, plan)
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:

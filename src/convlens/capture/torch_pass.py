@@ -3,13 +3,17 @@
 Cost model: a plain forward pass of EfficientNet-Lite0 takes ~12 ms here, so every
 microsecond per layer call counts.  The pass therefore
 
-* registers **one** global forward hook for the duration of the pass (removed in
-  ``finally``) instead of two hooks per leaf, and ignores calls of modules that are not
-  leaves of this model; in-place modules (``ReLU(inplace=True)``) get a pre-hook each;
-* keeps each kept output **by reference** and defers everything else (describing the
+* wraps each leaf's ``forward`` for the duration of the pass (an instance attribute,
+  removed in ``finally``) instead of hooking: hooks, even one global hook, put every
+  module call on PyTorch's slow call path; the wrapper of an in-place module
+  (``ReLU(inplace=True)``) first copies the held tensors it is about to overwrite;
+* holds nothing for a stage that can be computed again from the stage that fed it
+  (``torch_derive``: convolutions, eval-mode batch norms, clamping activations): it
+  notes how, and the output's shape;
+* keeps every other output **by reference** and defers everything else (describing the
   module, weights, NumPy conversion) until after the pass;
-* copies a held output only when it is about to be overwritten: the pre-hook of an
-  in-place module clones the held tensors it is given; an in-place op hidden inside some
+* copies a held output only when it is about to be overwritten (the in-place wrappers
+  above); an in-place op hidden inside some
   ``forward`` (``out += x``) shows in the tensor's version counter after the pass, and the
   pass is then repeated with those stages in ``copy`` (copied as their layers return);
 * with ``dtype="float16"`` or a disk store, converts / writes each output as its layer
@@ -17,6 +21,7 @@ microsecond per layer call counts.  The pass therefore
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, Callable
 
@@ -24,11 +29,13 @@ import torch
 from torch import nn
 
 from .options import DiskStore
-from .torch_derive import Recipe, recipe
+from .torch_derive import Recipe
+from .torch_plan import Plan
 
-__all__ = ["leaf_table", "run_pass", "first_tensor"]
+__all__ = ["run_pass", "first_tensor", "Record"]
 
 _Tensor = torch.Tensor
+_SCRIPT = torch.jit.ScriptModule
 
 
 def first_tensor(value: Any) -> torch.Tensor | None:
@@ -45,37 +52,6 @@ def first_tensor(value: Any) -> torch.Tensor | None:
             if t is not None:
                 return t
     return None
-
-
-def leaf_table(model: nn.Module, kind: Callable[[nn.Module], str],
-               training: list[nn.Module] | None = None) -> dict[int, tuple[str, nn.Module, str]]:
-    """``id(module) -> (name, module, kind)`` for the leaves of ``model`` in the order and
-    with the names ``model.named_modules()`` gives them (a shared module once, first name).
-    ``training``, when given, receives every module (``model`` included) in training mode."""
-    table: dict[int, tuple[str, nn.Module, str]] = {}
-    seen = {id(model)}
-    note = training.append if training is not None else None
-    if note is not None and model.training:
-        note(model)
-
-    def walk(m: nn.Module, prefix: str) -> None:
-        for n, c in m._modules.items():
-            if c is None or id(c) in seen:
-                continue
-            seen.add(id(c))
-            if note is not None and c.training:
-                note(c)
-            name = f"{prefix}.{n}" if prefix else n
-            kids = c._modules
-            if kids and any(v is not None for v in kids.values()):
-                walk(c, name)
-            else:
-                table[id(c)] = (name, c, kind(c))
-
-    walk(model, "")
-    if not table:  # the model is itself one layer
-        table[id(model)] = (type(model).__name__.lower(), model, kind(model))
-    return table
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -95,11 +71,11 @@ def _producer_of(producer: dict[int, tuple[Any, int]], t: torch.Tensor) -> int |
 class Record:
     """One kept layer call: its output (a tensor, or an array already converted/stored)."""
 
-    __slots__ = ("name", "module", "kind", "source", "value", "version", "sources", "recipe")
+    __slots__ = ("name", "leaf", "kind", "source", "value", "version", "sources", "recipe")
 
-    def __init__(self, name: str, module: nn.Module, kind: str, source: int | None,
+    def __init__(self, name: str, leaf: int, kind: str, source: int | None,
                  value: Any, version: int | None, recipe: Recipe | None = None):
-        self.name, self.module, self.kind = name, module, kind
+        self.name, self.leaf, self.kind = name, leaf, kind  # leaf: its index in the plan
         self.source, self.value, self.version = source, value, version
         self.sources: tuple[int | None, ...] | None = None  # every input, for merges
         self.recipe = recipe
@@ -107,12 +83,132 @@ class Record:
         (``value`` is then the output's shape; see ``torch_derive``)."""
 
 
+class _Pass:
+    """The state of one recorded pass, shared by the leaves' wrappers."""
+
+    __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
+                 "copy", "convert", "sink")
+
+    def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
+                 convert: Any, sink: DiskStore | None):
+        self.records: list[Record] = []
+        self.producer: dict[int, tuple[Any, int]] = {id(x): (weakref.ref(x), -1)}
+        self.held: dict[int, list[Record]] = {}  # id(tensor) -> records holding it by reference
+        self.calls = [0] * len(plan.leaves)
+        self.names, self.kinds = plan.names, plan.kinds
+        self.recipes = plan.active_recipes() if convert is None else [None] * len(plan.leaves)
+        self.keep, self.copy, self.convert, self.sink = keep, copy, convert, sink
+
+
+_ref = weakref.ref
+_F32 = torch.float32
+
+
+def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
+    """What leaf ``i`` returned: keep it (by reference, as a copy, converted) or note
+    how to compute it again."""
+    out = output if type(output) is _Tensor else first_tensor(output)
+    if out is None:
+        return
+    n = s.calls[i] = s.calls[i] + 1
+    name, kind = s.names[i], s.kinds[i]
+    if n > 1:
+        name = f"{name}#{n}"
+    if s.keep is not None and not s.keep(name, kind):
+        s.producer.pop(id(out), None)  # made (or changed) by a stage not kept
+        return
+    a0 = args[0] if args else None
+    inp = a0 if type(a0) is _Tensor else first_tensor(args)
+    producer, records = s.producer, s.records
+    source = None
+    if inp is not None:
+        src = producer.get(id(inp))
+        if src is not None and src[0]() is inp:
+            source = src[1]
+    index = len(records)
+    rc = s.recipes[i]
+    if (rc is not None and source is not None and source >= 0 and len(args) == 1
+            and type(out) is _Tensor and out is not inp and out.dtype is _F32
+            and inp.dtype is _F32 and out.is_cpu and inp.is_contiguous() and name not in s.copy):
+        version = records[source].version
+        if version is not None and inp._version == version:  # fed the source's own output
+            records.append(Record(name, i, kind, source, tuple(out.shape), out._version, rc))
+            producer[id(out)] = (_ref(out), index)
+            return
+    if s.convert is not None:
+        value: Any = s.convert(out)
+        if s.sink is not None:
+            value = s.sink.put(index, name, value)
+        rec = Record(name, i, kind, source, value, None)
+    elif name in s.copy:
+        rec = Record(name, i, kind, source, out.detach().clone(), None)
+    else:
+        rec = Record(name, i, kind, source, out, out._version)
+        lst = s.held.get(id(out))
+        if lst is None:
+            s.held[id(out)] = [rec]
+        else:
+            lst.append(rec)
+    if kind == "merge":
+        rec.sources = tuple(_producer_of(producer, t) for t in _tensors(args))
+    records.append(rec)
+    producer[id(out)] = (_ref(out), index)
+
+
+def _before_inplace(s: _Pass, args: tuple) -> None:
+    """An in-place module is about to overwrite its input: copy it where it is held."""
+    t = args[0] if args and type(args[0]) is _Tensor else first_tensor(args)
+    if t is not None:
+        for rec in s.held.pop(id(t), ()):
+            # (an output something already changed stays as it is: found after the pass)
+            if rec.value is t and t._version == rec.version:
+                rec.value, rec.version = t.detach().clone(), None
+
+
+def _wrapper(s: _Pass, i: int, forward: Any, inplace: bool) -> Any:
+    """Leaf ``i``'s ``forward`` for this pass: the module's own, then :func:`_record`
+    (for calls from this thread only: another thread running the model meanwhile is
+    not recorded)."""
+    me = threading.get_ident()
+    if inplace and s.convert is None:
+        def recorded_inplace(*args: Any, **kwargs: Any) -> Any:
+            if _ident() != me:
+                return forward(*args, **kwargs)
+            _before_inplace(s, args)
+            out = forward(*args, **kwargs)
+            _record(s, i, args, out)
+            return out
+        return recorded_inplace
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        out = forward(*args, **kwargs)
+        if _ident() == me:
+            _record(s, i, args, out)
+        return out
+    return recorded
+
+
+def _hook(s: _Pass, m: nn.Module, i: int, inplace: bool) -> list[Any]:
+    """Hooks doing what :func:`_wrapper` does, for a leaf with forward hooks of its own
+    (which may change what the call returns: ours runs after them)."""
+    me = threading.get_ident()
+    handles = [m.register_forward_hook(
+        lambda _m, args, out: _record(s, i, args, out) if _ident() == me else None)]
+    if inplace and s.convert is None:
+        handles.append(m.register_forward_pre_hook(
+            lambda _m, args: _before_inplace(s, args) if _ident() == me else None))
+    return handles
+
+
+_ident = threading.get_ident
+
+
 def run_pass(
-    model: nn.Module, x: torch.Tensor, table: dict[int, tuple[str, nn.Module, str]],
+    model: nn.Module, x: torch.Tensor, plan: Plan,
     keep: Callable[[str, str], bool] | None, copy: frozenset[str] = frozenset(),
     convert: Callable[[torch.Tensor], Any] | None = None, sink: DiskStore | None = None,
 ) -> tuple[list[Record], Any, frozenset[str]]:
-    """Run ``model(x)`` once, recording the leaves in ``table`` (``keep`` filters by name
+    """Run ``model(x)`` once, recording the leaves of ``plan`` (``keep`` filters by name
     and kind).  Returns the records, the model's output and the names of the stages whose
     held output an in-place op changed after it was recorded (run again with those in
     ``copy``: their outputs are then copied as their layers return).
@@ -120,88 +216,44 @@ def run_pass(
     ``convert`` turns every output into what is kept *as the layer returns* (a copy, a
     float16 array...); ``sink`` then writes that to disk.  Either makes the pass hold no
     tensors of the model.
+
+    Each leaf's ``forward`` is wrapped for the pass (an instance attribute, removed in
+    ``finally``) rather than hooked: PyTorch then keeps every module call on its fast
+    path, where one global hook would send all of them through the slow one.
     """
-    records: list[Record] = []
-    counts: dict[str, int] = {}
-    producer: dict[int, tuple[Any, int]] = {id(x): (weakref.ref(x), -1)}
-    held: dict[int, list[Record]] = {}  # id(tensor) -> records holding it by reference
-    by_ref = convert is None
-    get = table.get
-    ref = weakref.ref
-    f32 = torch.float32
-
-    def hook(m: nn.Module, args: tuple, output: Any) -> None:
-        entry = get(id(m))
-        if entry is None or entry[1] is not m:
-            return
-        out = output if type(output) is _Tensor else first_tensor(output)
-        if out is None:
-            return
-        name, _, kind = entry
-        n = counts.get(name, 0) + 1
-        counts[name] = n
-        if n > 1:
-            name = f"{name}#{n}"
-        if keep is not None and not keep(name, kind):
-            producer.pop(id(out), None)  # made (or changed) by a stage not kept
-            return
-        inp = args[0] if args and type(args[0]) is _Tensor else first_tensor(args)
-        source = None
-        if inp is not None:
-            src = producer.get(id(inp))
-            if src is not None and src[0]() is inp:
-                source = src[1]
-        index = len(records)
-        if (by_ref and source is not None and source >= 0 and (kind == "norm" or kind == "activation")
-                and name not in copy and len(args) == 1 and type(out) is _Tensor
-                and out.dtype is f32 and inp.dtype is f32 and out.is_cpu and out is not inp):
-            src_rec = records[source]
-            rc = recipe(m) if src_rec.version is not None and inp._version == src_rec.version else None
-            if rc is not None:  # computed again from the source stage when read: not held
-                rec = Record(name, m, kind, source, tuple(out.shape), out._version, rc)
-                records.append(rec)
-                producer[id(out)] = (ref(out), index)
-                return
-        if by_ref and name in copy:
-            rec = Record(name, m, kind, source, out.detach().clone(), None)
-        elif by_ref:
-            rec = Record(name, m, kind, source, out, out._version)
-            lst = held.get(id(out))
-            if lst is None:
-                held[id(out)] = [rec]
-            else:
-                lst.append(rec)
-        else:
-            value: Any = convert(out)  # type: ignore[misc]
-            if sink is not None:
-                value = sink.put(index, name, value)
-            rec = Record(name, m, kind, source, value, None)
-        if kind == "merge":
-            rec.sources = tuple(_producer_of(producer, t) for t in _tensors(args))
-        records.append(rec)
-        producer[id(out)] = (ref(out), index)
-
-    def pre_hook(m: nn.Module, args: tuple) -> None:
-        # an in-place module is about to overwrite its input: copy it where we hold it
-        t = args[0] if args and type(args[0]) is _Tensor else first_tensor(args)
-        if t is not None:
-            for rec in held.pop(id(t), ()):
-                # (an output something already changed stays as it is: found after the pass)
-                if rec.value is t and t._version == rec.version:
-                    rec.value, rec.version = t.detach().clone(), None
-
-    handles = [nn.modules.module.register_module_forward_hook(hook)]
-    try:
-        if by_ref:
-            for _, m, _ in table.values():
-                if getattr(m, "inplace", False) is True:
-                    handles.append(m.register_forward_pre_hook(pre_hook))
-        output = model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    s = _Pass(plan, x, keep, copy, convert, sink)
+    installed: list[tuple[dict, Any]] = []
+    handles: list[Any] = []
+    with plan.lock:
+        try:
+            for i, (m, inplace) in enumerate(zip(plan.leaves, plan.inplace)):
+                if not isinstance(m, _SCRIPT) and m._forward_hooks:  # (after the module's
+                    handles += _hook(s, m, i, inplace)               # own: what they return)
+                    continue
+                d = m.__dict__
+                installed.append((d, d.get("forward", _NONE)))
+                d["forward"] = _wrapper(s, i, m.forward, inplace)
+            output = model(x)
+        finally:
+            for d, before in installed:
+                if before is _NONE:
+                    d.pop("forward", None)
+                else:
+                    d["forward"] = before
+            for h in handles:
+                h.remove()
+    records = s.records
+    final = first_tensor(output)
+    entry = s.producer.get(id(final)) if final is not None else None
+    if entry is not None and entry[1] >= 0 and entry[0]() is final:
+        last = records[entry[1]]  # the stage that made the model's output: hold that
+        if last.recipe is not None and final._version == last.version:
+            last.recipe, last.value = None, final
     mutated = frozenset(
         rec.name for rec in records
         if rec.version is not None and rec.recipe is None and rec.value._version != rec.version
     )
     return records, output, mutated
+
+
+_NONE = object()

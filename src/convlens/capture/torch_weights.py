@@ -10,7 +10,7 @@ change: optimizer steps, ``load_state_dict``, ``torch.nn.init``, ``p.add_()`` un
 ``no_grad``).  A capture of an unchanged module reuses the arrays — read-only, so no
 Trace can change another's.  The one change this cannot see is an in-place write
 through ``p.data`` (which bypasses version counters, as it bypasses autograd's own
-checks); :func:`forget` drops a model's copies after such a change.
+checks); ``convlens.forget(model)`` drops a model's copies after such a change.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["weights_of", "shared_views", "forget"]
+__all__ = ["weights_of", "shared_views", "drop"]
 
 _SCRIPT = torch.jit.ScriptModule
 _F32 = torch.float32
@@ -107,9 +107,8 @@ def weights_of(modules: list[nn.Module]) -> dict[int, Copies]:
     return out
 
 
-def forget(model: nn.Module) -> None:
-    """Drop the remembered weight copies of ``model``'s modules (needed only after
-    in-place changes through ``.data``, which version counters do not see)."""
+def drop(model: nn.Module) -> None:
+    """Drop the remembered weight copies of ``model``'s modules (``convlens.forget``)."""
     for m in model.modules():
         _COPIES.pop(m, None)
 

@@ -38,6 +38,21 @@ class Conv2dSame(nn.Conv2d):
             x = F.pad(x, pad)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
+    def convlens_recompute(self):
+        """This layer's ``forward`` as a function of the input and weight copies, with the
+        hyperparameters of now (convlens computes the stage again on first read)."""
+        if self.training:
+            return None
+        kernel, stride, dilation, groups = self.kernel_size, self.stride, self.dilation, self.groups
+
+        def run(x: torch.Tensor, w: dict) -> torch.Tensor:
+            pad = _pad_for(x, kernel, stride, dilation)
+            if any(pad):
+                x = F.pad(x, pad)
+            return F.conv2d(x, w["weight"], w.get("bias"), stride, 0, dilation, groups)
+
+        return run
+
 
 class MaxPool2dSame(nn.MaxPool2d):
     """``nn.MaxPool2d`` with TensorFlow "same" padding (pads with -inf)."""

@@ -1,0 +1,158 @@
+"""The capture plan of a PyTorch model: what ``capture()`` reads from the model's
+structure once and reuses while the model stays the same.
+
+A plan holds the leaves of the model (in ``named_modules()`` order, with their names),
+each leaf's stage kind and op parameters, and how to compute its output again when it
+is not held (``torch_derive``).  Reading all that from EfficientNet-Lite0's 211 modules
+takes about 1 ms — a tenth of a 224-px forward pass — so a plan is remembered per model
+(weakly: the plan never refers to the model object itself, only to its parts) and checked
+on every capture, which costs about 0.05 ms:
+
+* the structure: every module's ``_modules`` is compared with what it held (the same
+  names, the same module objects);
+* each leaf's attributes: ``module.__dict__`` is compared with a shallow copy taken when
+  the plan was made (the same objects: a new ``stride``, ``padding``, ``inplace`` flag, an
+  instance ``forward`` — anything assigned to the module — shows);
+* the weights: the same tensor objects, version counters and storage (as in
+  ``torch_weights``), so the remembered weight copies are reused only while they are exact.
+
+Any difference and the plan is made again.  What a plan cannot see is the same as what
+``torch_weights`` cannot: a value changed in place inside an attribute (``conv.padding``
+as a list, edited element by element) or through ``p.data``; :func:`forget` drops a
+model's plan and copies after such a change (``convlens.forget``).
+"""
+from __future__ import annotations
+
+import operator
+import threading
+import weakref
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..trace import _freeze
+from .torch_derive import Recipe, recipe
+from .torch_describe import describe_module, stage_kind
+from .torch_weights import Copies, weights_of
+from .torch_weights import drop as _drop_weights
+
+__all__ = ["Plan", "plan_for", "cached_plan", "forget"]
+
+_version = operator.attrgetter("_version")
+_data_ptr = torch.Tensor.data_ptr
+_is = operator.is_
+
+
+class Plan:
+    """Leaves, names, kinds, op parameters and recipes of one model (see the module doc)."""
+
+    __slots__ = ("leaves", "names", "kinds", "params", "recipes", "inplace", "modules",
+                 "lock", "_structure", "_attrs", "_holders", "_tensors", "_versions", "_ptrs",
+                 "_copies")
+
+    def __init__(self, model: nn.Module):
+        leaves: list[nn.Module] = []
+        names: list[str] = []
+        modules: list[nn.Module] = []  # every module below the model (for train/eval)
+        structure: list[tuple[dict, tuple]] = [(model._modules, tuple(model._modules.items()))]
+        seen = {id(model)}
+
+        def walk(m: nn.Module, prefix: str) -> None:
+            for n, c in m._modules.items():
+                if c is None or id(c) in seen:
+                    continue
+                seen.add(id(c))
+                modules.append(c)
+                kids = c._modules
+                structure.append((kids, tuple(kids.items())))
+                name = f"{prefix}.{n}" if prefix else n
+                if any(v is not None for v in kids.values()):
+                    walk(c, name)
+                else:
+                    leaves.append(c)
+                    names.append(name)
+
+        walk(model, "")
+        if not leaves:  # the model is itself one layer
+            leaves, names = [model], [type(model).__name__.lower()]
+        described = [describe_module(m) for m in leaves]
+        self.leaves, self.names, self.modules = leaves, names, modules
+        self.kinds = [stage_kind(m) for m in leaves]
+        self.params = [_freeze(p) for _, p in described]
+        self.recipes: list[Recipe | None] = [recipe(m) for m in leaves]
+        self.inplace = [getattr(m, "inplace", False) is True for m in leaves]
+        self.lock = threading.RLock()  # one capture of a model at a time
+        self._structure = structure
+        self._attrs = [(m.__dict__, dict(m.__dict__)) for m in leaves]
+        self._holders = [d for m in leaves for d in (m._parameters, m._buffers)]
+        self._tensors: list[torch.Tensor] | None = None
+        self._versions: list[int] = []
+        self._ptrs: list[int] = []
+        self._copies: dict[int, Copies] = {}
+
+    # -- is it still this model? --------------------------------------------
+    def same_structure(self) -> bool:
+        return all(tuple(d.items()) == snap for d, snap in self._structure)
+
+    def same_leaves(self) -> bool:
+        try:
+            return all(d == snap for d, snap in self._attrs)
+        except Exception:  # noqa: BLE001 - e.g. a new tensor attribute: compared elementwise
+            return False
+
+    def _current_tensors(self) -> list[torch.Tensor]:
+        return [v for d in self._holders for v in d.values() if v is not None]
+
+    # -- weights ---------------------------------------------------------------
+    def copies(self) -> dict[int, Copies]:
+        """``id(leaf) -> (arrays, tensors)``: copies of every leaf's weights as they are
+        now (remembered while the tensors, their versions and storage stay the same)."""
+        now = self._current_tensors()
+        old = self._tensors
+        if (old is not None and len(now) == len(old) and all(map(_is, now, old))
+                and list(map(_version, now)) == self._versions
+                and list(map(_data_ptr, now)) == self._ptrs):
+            return self._copies
+        self._copies = weights_of(self.leaves)
+        self._tensors = now
+        self._versions = list(map(_version, now))
+        self._ptrs = list(map(_data_ptr, now))
+        return self._copies
+
+    def active_recipes(self) -> list[Recipe | None]:
+        """The recipes usable in this capture: none for a module with its own hooks
+        (which may change what it returns)."""
+        return [rc if rc is None or not (m._forward_hooks or m._forward_pre_hooks) else None
+                for rc, m in zip(self.recipes, self.leaves)]
+
+
+_PLANS: "weakref.WeakKeyDictionary[nn.Module, Plan]" = weakref.WeakKeyDictionary()
+
+
+def cached_plan(model: nn.Module) -> Plan | None:
+    """The remembered plan of ``model`` if its structure is unchanged (its leaves'
+    attributes are checked by :func:`plan_for`, after the switch to eval mode)."""
+    plan = _PLANS.get(model)
+    return plan if plan is not None and plan.same_structure() else None
+
+
+def plan_for(model: nn.Module, plan: Plan | None = None) -> Plan:
+    """``plan`` when it still describes ``model`` exactly, else a new one (remembered)."""
+    if plan is not None and plan.same_leaves():
+        return plan
+    plan = Plan(model)
+    if plan.leaves[0] is not model:  # (a one-layer model would keep itself alive)
+        try:
+            _PLANS[model] = plan
+        except TypeError:  # a model that cannot be weakly referenced: not remembered
+            pass
+    return plan
+
+
+def forget(model: nn.Module) -> None:
+    """Drop what convlens remembers of ``model`` (its plan and weight copies): needed only
+    after changes the checks cannot see (in-place writes through ``.data``, an attribute
+    list edited in place)."""
+    _PLANS.pop(model, None)
+    _drop_weights(model)
