@@ -14,7 +14,8 @@ CASES = [
     ("LeNet (32x32)", "lenet", None, 1, 100),
     ("tutorial toy net, cat 300x451", "toy", None, 1, 40),
 ]
-TIMED = ["plain", "capture", "capture new weights", "capture share", "capture fp16", "capture 1 stage", "hooks+copy"]
+TIMED = ["plain", "capture", "capture, stages made", "capture, all read", "capture new weights",
+         "capture share", "capture fp16", "capture 1 stage", "hooks+copy"]
 RSS_METHODS = ["plain", "capture", "capture fp16", "hooks+copy"]
 
 
@@ -68,6 +69,7 @@ def speed(quick: bool, children: bool) -> tuple[str, str, dict[str, Any]]:
         raw[label] = entry
         print(f"  {label}: capture {entry['ratios']['capture']:.2f}x of plain", flush=True)
     head = ["case", "forward only, ms", "plain: preprocess + forward, ms", "convlens.capture",
+            "capture, then trace.stages read", "capture, then every stage output read",
             "capture, model changed since its last capture", "capture weights=share", "capture dtype=float16", "capture layers=(last stage)",
             "hooks + copy to NumPy",
             "torchlens", "capture: page faults / call"]

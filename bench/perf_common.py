@@ -89,7 +89,7 @@ def methods(model: Any, images: Any, pp: Any) -> dict[str, Callable[[], Any]]:
             last.append(convlens.capture(model, images, preprocess=pp, weights="none").names[-1])
         return convlens.capture(model, images, last[0], preprocess=pp)
 
-    def fresh_copy() -> Any:  # as if the model had changed since its last capture
+    def fresh_copy() -> Any:  # as if the model had changed since its last capture (a new plan)
         from convlens import forget
 
         forget(model)
@@ -100,6 +100,8 @@ def methods(model: Any, images: Any, pp: Any) -> dict[str, Callable[[], Any]]:
         "plain": plain,
         "capture": lambda: convlens.capture(model, images, preprocess=pp),
         "capture new weights": fresh_copy,
+        "capture, stages made": lambda: convlens.capture(model, images, preprocess=pp).stages,
+        "capture, all read": lambda: [s.output for s in convlens.capture(model, images, preprocess=pp)],
         "capture share": lambda: convlens.capture(model, images, preprocess=pp, weights="share"),
         "capture fp16": lambda: convlens.capture(model, images, preprocess=pp, dtype="float16"),
         "capture 1 stage": one_stage,

@@ -229,3 +229,59 @@ def test_a_channels_last_input_is_held_not_recomputed():
     model = nn.Sequential(ToChannelsLast(), m).eval()
     t = check(model, image(size=16))
     assert t["1.2"].computed  # its input was not contiguous: held
+
+
+def test_stages_are_made_when_first_read_from_what_the_capture_fixed():
+    m = net()
+    img = image()
+    t = convlens.capture(m, img)
+    assert "_lazy" in t.__dict__ and len(t) == 7  # counted, not made
+    ref = reference(m, np.ascontiguousarray(t.model_input))
+    with torch.no_grad():  # the model changes before the stages are first read
+        for p in m.parameters():
+            p.mul_(-3.0)
+        m[1].running_var.fill_(9.0)
+    m[3] = nn.Conv2d(4, 4, 1)
+    assert t.names == ["0", "1", "2", "3", "4", "5", "6"]
+    assert_same(t, ref)  # outputs and weights as they were at capture time
+    assert "_lazy" not in t.__dict__ and t.stages[3].params["kernel_size"] == (3, 3)
+
+
+def test_a_lazy_trace_pickles_saves_and_copies_with_its_stages(tmp_path):
+    import copy
+    import pickle
+
+    m = net()
+    t = convlens.capture(m, image())
+    back = pickle.loads(pickle.dumps(t))
+    assert [s.name for s in back] == t.names
+    assert all(a.equals(b) for a, b in zip(back, t))
+    u = convlens.capture(m, image())
+    assert all(a.equals(b) for a, b in zip(copy.deepcopy(u), t))
+    v = convlens.capture(m, image())
+    loaded = convlens.Trace.load(v.save(tmp_path / "t.npz"))
+    assert all(a.equals(b) for a, b in zip(loaded, t))
+
+
+class Tail(nn.Module):
+    """A leaf called "output" and a functional op after the last leaf."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 2, 3)
+        self.output = nn.ReLU()
+
+    def forward(self, x):
+        return self.output(self.conv(x)).mean(dim=(2, 3))
+
+
+def test_the_output_stage_is_added_without_making_the_stages_and_named_apart():
+    t = convlens.capture(Tail().eval(), image())
+    assert "_lazy" in t.__dict__ and len(t) == 3
+    assert t.names == ["conv", "output", "output#2"]
+    assert t["output#2"].kind == "output" and t["output#2"].shape == (2,)
+    relu = torch.from_numpy(t["output"].output)
+    np.testing.assert_array_equal(t["output#2"].output, relu.mean(dim=(2, 3)).numpy())
+    plain = convlens.capture(net(), image())
+    assert "_lazy" in plain.__dict__ and len(plain) == 7  # the last layer made the output

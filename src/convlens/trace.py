@@ -61,6 +61,10 @@ def _freeze(value: Any) -> Any:
     )
 
 
+_FLOAT32 = np.dtype(np.float32)
+_DTYPE_F32 = type(_FLOAT32)  # (np.dtype(np.float32) is not free: ~150 of these per capture)
+
+
 class Deferred:
     """A stage output computed the first time it is read.
 
@@ -75,9 +79,10 @@ class Deferred:
 
     __slots__ = ("compute", "shape", "dtype", "after")
 
-    def __init__(self, compute: Any, shape: tuple[int, ...], dtype: Any = np.float32,
+    def __init__(self, compute: Any, shape: tuple[int, ...], dtype: Any = _FLOAT32,
                  after: "Stage | None" = None):
-        self.compute, self.shape, self.dtype = compute, tuple(shape), np.dtype(dtype)
+        self.compute, self.shape = compute, tuple(shape)
+        self.dtype = dtype if type(dtype) is _DTYPE_F32 else np.dtype(dtype)
         self.after = after
 
     def __repr__(self) -> str:
@@ -228,6 +233,61 @@ Stage.output = property(  # type: ignore[assignment,method-assign]
         "read when the capture deferred it (see :class:`Deferred`).")
 
 
+class LazyStages:
+    """The stages of a :class:`Trace`, made the first time ``trace.stages`` is read.
+
+    ``capture()`` hands these over: making ~150 ``Stage`` objects (names, parameters,
+    weight dicts, NumPy views) is bookkeeping the capture itself need not wait for.
+    Everything they are made from was fixed during the capture (outputs held or
+    computable, weight copies taken), so when they are made changes nothing.
+    """
+
+    __slots__ = ("make", "count", "names", "last_shape", "last_is_output", "extra", "built")
+
+    def __init__(self, make: Any, count: int, names: Any, last_shape: tuple[int, ...] | None,
+                 last_is_output: bool):
+        self.make, self.count = make, count
+        self.names = names
+        """A callable: the stage names, without making the stages."""
+        self.last_shape, self.last_is_output = last_shape, last_is_output
+        self.extra: list[Stage] = []
+        self.built: list[Stage] | None = None
+
+    def __len__(self) -> int:
+        return self.count + len(self.extra)
+
+    def append(self, stage: Stage) -> None:
+        if stage.name in self.names():
+            raise TraceError(f"two stages are named {stage.name!r}; stage names must be unique")
+        if self.built is not None:
+            self.built.append(stage)
+        else:
+            self.extra.append(stage)
+
+    def ends_with(self, shape: tuple[int, ...]) -> bool | None:
+        """Is the last stage's output the model's ``output`` of this shape?  None when
+        only its values can tell."""
+        if self.last_is_output:
+            return True
+        return None if self.last_shape == tuple(shape) else False
+
+    def build(self) -> list[Stage]:
+        if self.built is None:
+            stages = self.make()
+            stages.extend(self.extra)
+            _check_names(stages)
+            self.built, self.make, self.extra = stages, None, []
+        return self.built
+
+
+def _check_names(stages: list[Stage]) -> None:
+    seen: set[str] = set()
+    for stage in stages:
+        if stage.name in seen:
+            raise TraceError(f"two stages are named {stage.name!r}; stage names must be unique")
+        seen.add(stage.name)
+
+
 def _arrays_equal(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -257,15 +317,29 @@ class Trace:
             self.model_input = np.asarray(self.model_input, dtype=np.float32)
         self.preprocessing = [_freeze(dict(p)) for p in self.preprocessing]
         self.meta = _freeze(dict(self.meta))
-        seen: set[str] = set()
-        for stage in self.stages:
-            if stage.name in seen:
-                raise TraceError(f"two stages are named {stage.name!r}; stage names must be unique")
-            seen.add(stage.name)
+        if type(self.stages) is LazyStages:  # made when first read (see __getattr__)
+            self.__dict__["_lazy"] = self.__dict__.pop("stages")
+        else:
+            _check_names(self.stages)
+
+    def __getattr__(self, name: str) -> Any:  # only for what is not set: lazy stages
+        if name == "stages":
+            lazy = self.__dict__.get("_lazy")
+            if lazy is not None:
+                stages = lazy.build()
+                self.__dict__["stages"] = stages
+                self.__dict__.pop("_lazy", None)
+                return stages
+        raise AttributeError(f"'Trace' object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:  # pickling, copy: the stages made
+        self.stages  # noqa: B018
+        return dict(self.__dict__)
 
     # -- access -------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self.stages)
+        lazy = self.__dict__.get("_lazy")
+        return len(lazy) if lazy is not None else len(self.stages)
 
     def __iter__(self) -> Iterator[Stage]:
         return iter(self.stages)

@@ -17,7 +17,7 @@ from ..allocator import ensure_tuned
 from ..errors import CaptureError, ModelError
 from ..images import as_batch
 from ..preprocess import Preprocess
-from ..trace import Stage, Trace
+from ..trace import LazyStages, Stage, Trace
 from .options import Store, StoreDtype, Weights, check_options, finish_stages
 
 __all__ = ["capture", "framework_of", "forget"]
@@ -119,12 +119,15 @@ def capture(
         stages = finish_stages(stages, opts, opts.sink())
     if keep is not None:
         keep.check()
-    if not stages or (keep is None and not _same(stages[-1], output)):
+    if not stages or (keep is None and not _ends_with(stages, output)):
         if keep is None or keep("output", "output"):
             final = output.astype(np.float16) if opts.dtype == "float16" else output
             if opts.store == "disk":
                 final = opts.sink().put(len(stages), "output", final)  # type: ignore[union-attr]
-            stages.append(Stage(index=len(stages), name="output", kind="output", op="output",
+            taken = stages.names() if isinstance(stages, LazyStages) else [s.name for s in stages]
+            name = next(n for n in ("output", *(f"output#{i}" for i in range(2, len(taken) + 3)))
+                        if n not in taken)  # (a model may have a layer called "output")
+            stages.append(Stage(index=len(stages), name=name, kind="output", op="output",
                                 output=final, source=None))
     return Trace(
         stages=stages, input=batch, framework=framework, model_name=name or model_name,
@@ -147,9 +150,18 @@ def forget(model: Any) -> None:
             forget_torch(model)
 
 
+def _ends_with(stages: list[Stage] | LazyStages, output: np.ndarray) -> bool:
+    """Does the last stage already show the model's output?  (Known without making lazy
+    stages or computing a deferred output, when possible.)"""
+    if isinstance(stages, LazyStages):
+        known = stages.ends_with(output.shape)
+        if known is not None:
+            return known
+        stages = stages.build()
+    return _same(stages[-1], output)
+
+
 def _same(stage: Stage, b: np.ndarray) -> bool:
-    """Does the last stage already show the model's output?  (Its shape first: a deferred
-    output is not computed for nothing.)"""
     if tuple(stage._array_shape) != b.shape:
         return False
     a = stage.output

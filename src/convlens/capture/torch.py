@@ -14,6 +14,7 @@ capture of that model copies them at once and runs once).
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch import nn
 import weakref
 
 from ..errors import CaptureError, ConvlensError, ModelError
-from ..trace import Deferred, Stage, _freeze
+from ..trace import Deferred, LazyStages, Stage
 from .options import CaptureOptions, finish_stages
 from .recorder import Recorder
 from .torch_describe import _SCRIPT, _kind, describe_module
@@ -130,42 +131,51 @@ def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
     return {**params, "sources": r.sources}
 
 
-def _stages(records: list[Record], plan: Plan, opts: CaptureOptions) -> list[Stage]:
+def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any) -> LazyStages:
+    """The Stages of ``records``, made when the Trace's stages are first read; what they
+    are made from is fixed now (the weight copies are taken here)."""
     leaves = plan.leaves
     if opts.weights == "copy":
         copies = plan.copies()
-        weights = {k: v[0] for k, v in copies.items()}
+        arrays = None
     else:
         used = list({r.leaf: leaves[r.leaf] for r in records}.values())
         derived = list({r.leaf: leaves[r.leaf] for r in records if r.recipe is not None}.values())
         copies = weights_of(derived)
-        weights = shared_views(used) if opts.weights == "share" else {id(m): {} for m in used}
-    stages: list[Stage] = []
-    ops = [type(m).__name__ for m in leaves]
-    params = plan.params
-    trusted = Stage._trusted
-    for i, r in enumerate(records):
-        m = leaves[r.leaf]
-        if r.recipe is not None:
-            source = stages[r.source]
-            output: Any = Deferred(_recompute(r.recipe, source, copies.get(id(m))),
-                                   r.value, after=source)
-        else:
-            output = _to_numpy(r.value)
-        stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
-                              _with_sources(params[r.leaf], r), dict(weights[id(m)]), r.source))
-    return stages
+        arrays = shared_views(used) if opts.weights == "share" else {id(m): {} for m in used}
+
+    def make() -> list[Stage]:
+        weights = arrays if arrays is not None else {k: v[0] for k, v in copies.items()}
+        stages: list[Stage] = []
+        ops = [type(m).__name__ for m in leaves]
+        params = plan.params
+        trusted = Stage._trusted
+        for i, r in enumerate(records):
+            m = leaves[r.leaf]
+            if r.recipe is not None:
+                source = stages[r.source]
+                copy = copies.get(id(m))
+                output: Any = Deferred(partial(_recompute, r.recipe, source, copy[1] if copy else {}),
+                                       r.value, after=source)
+            else:
+                output = _to_numpy(r.value)
+            stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
+                                  _with_sources(params[r.leaf], r), dict(weights[id(m)]), r.source))
+        return stages
+
+    last = records[-1] if records else None
+    names = lambda: [r.name for r in records]  # noqa: E731
+    if last is None:
+        return LazyStages(make, 0, names, None, False)
+    shape = tuple(last.value) if last.recipe is not None else tuple(last.value.shape)
+    held = last.recipe is None and last.value is final and final._version == last.version
+    return LazyStages(make, len(records), names, shape, held)
 
 
-def _recompute(fn: Any, source: Stage, copies: Any) -> Any:
+def _recompute(fn: Any, source: Stage, tensors: dict[str, torch.Tensor]) -> np.ndarray:
     """The deferred output of a derived stage: ``fn`` on the source stage's output."""
-    tensors = copies[1] if copies is not None else {}
-
-    def compute() -> np.ndarray:
-        with torch.no_grad():  # (the layer saw a contiguous input: the pass checked)
-            return fn(torch.from_numpy(source.output).contiguous(), tensors).numpy()
-
-    return compute
+    with torch.no_grad():  # (the layer saw a contiguous input: the pass checked)
+        return fn(torch.from_numpy(source.output).contiguous(), tensors).numpy()
 
 
 _INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.WeakKeyDictionary()
@@ -196,7 +206,7 @@ def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
             _INPLACE_HINT[model] = copy
         else:
             _INPLACE_HINT.pop(model, None)
-    return _stages(records, plan, opts), output
+    return _stages(records, plan, opts, _first_tensor(output)), output
 
 
 def capture_torch(model: nn.Module, x: np.ndarray, keep,

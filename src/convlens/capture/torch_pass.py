@@ -84,10 +84,10 @@ class Record:
 
 
 class _Pass:
-    """The state of one recorded pass, shared by the leaves' wrappers."""
+    """The state of one recorded pass, read by the leaves' wrappers."""
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
-                 "copy", "convert", "sink")
+                 "copy", "convert", "sink", "thread", "fast")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -96,12 +96,15 @@ class _Pass:
         self.held: dict[int, list[Record]] = {}  # id(tensor) -> records holding it by reference
         self.calls = [0] * len(plan.leaves)
         self.names, self.kinds = plan.names, plan.kinds
-        self.recipes = plan.active_recipes() if convert is None else [None] * len(plan.leaves)
+        self.recipes = plan.recipes if convert is None else [None] * len(plan.leaves)
         self.keep, self.copy, self.convert, self.sink = keep, copy, convert, sink
+        self.thread = threading.get_ident()  # calls from other threads are not recorded
+        self.fast = keep is None and convert is None  # see _wrapper
 
 
 _ref = weakref.ref
 _F32 = torch.float32
+_ident = threading.get_ident
 
 
 def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
@@ -132,7 +135,7 @@ def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
             and inp.dtype is _F32 and out.is_cpu and inp.is_contiguous() and name not in s.copy):
         version = records[source].version
         if version is not None and inp._version == version:  # fed the source's own output
-            records.append(Record(name, i, kind, source, tuple(out.shape), out._version, rc))
+            records.append(Record(name, i, kind, source, out.shape, out._version, rc))
             producer[id(out)] = (_ref(out), index)
             return
     if s.convert is not None:
@@ -157,6 +160,8 @@ def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
 
 def _before_inplace(s: _Pass, args: tuple) -> None:
     """An in-place module is about to overwrite its input: copy it where it is held."""
+    if s.convert is not None:
+        return  # (nothing is held by reference)
     t = args[0] if args and type(args[0]) is _Tensor else first_tensor(args)
     if t is not None:
         for rec in s.held.pop(id(t), ()):
@@ -165,14 +170,17 @@ def _before_inplace(s: _Pass, args: tuple) -> None:
                 rec.value, rec.version = t.detach().clone(), None
 
 
-def _wrapper(s: _Pass, i: int, forward: Any, inplace: bool) -> Any:
-    """Leaf ``i``'s ``forward`` for this pass: the module's own, then :func:`_record`
-    (for calls from this thread only: another thread running the model meanwhile is
-    not recorded)."""
-    me = threading.get_ident()
-    if inplace and s.convert is None:
+def _wrapper(box: list, i: int, forward: Any, inplace: bool, merge: bool) -> Any:
+    """Leaf ``i``'s ``forward`` while a pass is recorded: the module's own, then what
+    :func:`_record` does with the result, for the pass in ``box[0]`` (made once per plan,
+    installed for each pass).
+
+    The common call — one tensor in, one tensor out, the leaf's first call, every stage
+    kept, nothing converted — is recorded right here (one Python call less per layer)."""
+    if inplace:
         def recorded_inplace(*args: Any, **kwargs: Any) -> Any:
-            if _ident() != me:
+            s = box[0]
+            if s is None or s.thread != _ident():
                 return forward(*args, **kwargs)
             _before_inplace(s, args)
             out = forward(*args, **kwargs)
@@ -182,8 +190,41 @@ def _wrapper(s: _Pass, i: int, forward: Any, inplace: bool) -> Any:
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         out = forward(*args, **kwargs)
-        if _ident() == me:
+        s = box[0]
+        if s is None or s.thread != _ident():
+            return out
+        calls = s.calls
+        if (not s.fast or merge or calls[i] or len(args) != 1 or type(out) is not _Tensor
+                or type(args[0]) is not _Tensor):
             _record(s, i, args, out)
+            return out
+        calls[i] = 1
+        inp, records, producer = args[0], s.records, s.producer
+        entry = producer.get(id(inp))
+        source = entry[1] if entry is not None and entry[0]() is inp else None
+        index = len(records)
+        rc = s.recipes[i]
+        if (rc is not None and source is not None and source >= 0 and out is not inp
+                and out.dtype is _F32 and inp.dtype is _F32 and out.is_cpu
+                and inp.is_contiguous() and s.names[i] not in s.copy):
+            version = records[source].version
+            if version is not None and inp._version == version:  # fed the source's own output
+                records.append(Record(s.names[i], i, s.kinds[i], source, out.shape,
+                                      out._version, rc))
+                producer[id(out)] = (_ref(out), index)
+                return out
+        name = s.names[i]
+        if name in s.copy:
+            rec = Record(name, i, s.kinds[i], source, out.detach().clone(), None)
+        else:
+            rec = Record(name, i, s.kinds[i], source, out, out._version)
+            same = s.held.get(id(out))
+            if same is None:
+                s.held[id(out)] = [rec]
+            else:
+                same.append(rec)
+        records.append(rec)
+        producer[id(out)] = (_ref(out), index)
         return out
     return recorded
 
@@ -191,16 +232,31 @@ def _wrapper(s: _Pass, i: int, forward: Any, inplace: bool) -> Any:
 def _hook(s: _Pass, m: nn.Module, i: int, inplace: bool) -> list[Any]:
     """Hooks doing what :func:`_wrapper` does, for a leaf with forward hooks of its own
     (which may change what the call returns: ours runs after them)."""
-    me = threading.get_ident()
     handles = [m.register_forward_hook(
-        lambda _m, args, out: _record(s, i, args, out) if _ident() == me else None)]
-    if inplace and s.convert is None:
+        lambda _m, args, out: _record(s, i, args, out) if _ident() == s.thread else None)]
+    if inplace:
         handles.append(m.register_forward_pre_hook(
-            lambda _m, args: _before_inplace(s, args) if _ident() == me else None))
+            lambda _m, args: _before_inplace(s, args) if _ident() == s.thread else None))
     return handles
 
 
-_ident = threading.get_ident
+class Wrappers:
+    """The wrapped ``forward`` of each leaf of a plan, made once and installed per pass."""
+
+    __slots__ = ("box", "forwards", "dicts", "before")
+
+    def __init__(self, plan: Plan):
+        self.box: list[_Pass | None] = [None]
+        merge = [k == "merge" for k in plan.kinds]
+        self.forwards = [_wrapper(self.box, i, m.forward, plan.inplace[i], merge[i])
+                         for i, m in enumerate(plan.leaves)]
+        self.dicts = [m.__dict__ for m in plan.leaves]
+        # what each leaf had as an instance attribute "forward" (the plan checks it stays)
+        self.before = [d.get("forward", _NONE) for d in self.dicts]
+
+
+_LOCK = threading.RLock()
+"""One recorded pass at a time in this process: a pass changes the model's leaves."""
 
 
 def run_pass(
@@ -217,25 +273,31 @@ def run_pass(
     float16 array...); ``sink`` then writes that to disk.  Either makes the pass hold no
     tensors of the model.
 
-    Each leaf's ``forward`` is wrapped for the pass (an instance attribute, removed in
+    Each leaf's ``forward`` is wrapped for the pass (an instance attribute, put back in
     ``finally``) rather than hooked: PyTorch then keeps every module call on its fast
     path, where one global hook would send all of them through the slow one.
     """
     s = _Pass(plan, x, keep, copy, convert, sink)
-    installed: list[tuple[dict, Any]] = []
+    w = plan.wrappers
+    if w is None:
+        w = plan.wrappers = Wrappers(plan)
     handles: list[Any] = []
-    with plan.lock:
+    with _LOCK:
+        if w.box[0] is not None:  # (a capture of this model from inside its own forward)
+            w = Wrappers(plan)
+        w.box[0] = s
+        installed = 0
         try:
-            for i, (m, inplace) in enumerate(zip(plan.leaves, plan.inplace)):
-                if not isinstance(m, _SCRIPT) and m._forward_hooks:  # (after the module's
-                    handles += _hook(s, m, i, inplace)               # own: what they return)
-                    continue
-                d = m.__dict__
-                installed.append((d, d.get("forward", _NONE)))
-                d["forward"] = _wrapper(s, i, m.forward, inplace)
+            for d, f in zip(w.dicts, w.forwards):
+                d["forward"] = f
+                installed += 1
+            for i, m in enumerate(plan.leaves):
+                if m._forward_hooks or m._forward_pre_hooks:  # (rare: the slow way for those)
+                    _hook_instead(s, w, m, i, plan.inplace[i], handles)
             output = model(x)
         finally:
-            for d, before in installed:
+            w.box[0] = None
+            for d, before in zip(w.dicts[:installed], w.before):
                 if before is _NONE:
                     d.pop("forward", None)
                 else:
@@ -254,6 +316,21 @@ def run_pass(
         if rec.version is not None and rec.recipe is None and rec.value._version != rec.version
     )
     return records, output, mutated
+
+
+def _hook_instead(s: _Pass, w: Wrappers, m: nn.Module, i: int, inplace: bool,
+                  handles: list[Any]) -> None:
+    """A leaf with hooks of its own: its output is not computed again (a hook may change
+    it), and one with forward hooks is recorded by a hook run after them, not wrapped."""
+    if s.recipes is not None and s.recipes[i] is not None:
+        s.recipes = list(s.recipes)
+        s.recipes[i] = None
+    if m._forward_hooks and not isinstance(m, _SCRIPT):
+        if w.before[i] is _NONE:
+            w.dicts[i].pop("forward", None)
+        else:
+            w.dicts[i]["forward"] = w.before[i]
+        handles += _hook(s, m, i, inplace)
 
 
 _NONE = object()

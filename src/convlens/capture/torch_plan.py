@@ -8,8 +8,8 @@ takes about 1 ms — a tenth of a 224-px forward pass — so a plan is remembere
 (weakly: the plan never refers to the model object itself, only to its parts) and checked
 on every capture, which costs about 0.05 ms:
 
-* the structure: every module's ``_modules`` is compared with what it held (the same
-  names, the same module objects);
+* the structure: every module's ``_modules`` is compared with a copy of what it held
+  (the same names, the same module objects);
 * each leaf's attributes: ``module.__dict__`` is compared with a shallow copy taken when
   the plan was made (the same objects: a new ``stride``, ``padding``, ``inplace`` flag, an
   instance ``forward`` — anything assigned to the module — shows);
@@ -24,7 +24,6 @@ model's plan and copies after such a change (``convlens.forget``).
 from __future__ import annotations
 
 import operator
-import threading
 import weakref
 from typing import Any
 
@@ -48,14 +47,14 @@ class Plan:
     """Leaves, names, kinds, op parameters and recipes of one model (see the module doc)."""
 
     __slots__ = ("leaves", "names", "kinds", "params", "recipes", "inplace", "modules",
-                 "lock", "_structure", "_attrs", "_holders", "_tensors", "_versions", "_ptrs",
-                 "_copies")
+                 "_structure", "_attrs", "_holders", "_tensors", "_versions", "_ptrs",
+                 "_copies", "wrappers")
 
     def __init__(self, model: nn.Module):
         leaves: list[nn.Module] = []
         names: list[str] = []
         modules: list[nn.Module] = []  # every module below the model (for train/eval)
-        structure: list[tuple[dict, tuple]] = [(model._modules, tuple(model._modules.items()))]
+        structure: list[tuple[dict, dict]] = [(model._modules, dict(model._modules))]
         seen = {id(model)}
 
         def walk(m: nn.Module, prefix: str) -> None:
@@ -65,7 +64,7 @@ class Plan:
                 seen.add(id(c))
                 modules.append(c)
                 kids = c._modules
-                structure.append((kids, tuple(kids.items())))
+                structure.append((kids, dict(kids)))
                 name = f"{prefix}.{n}" if prefix else n
                 if any(v is not None for v in kids.values()):
                     walk(c, name)
@@ -82,7 +81,6 @@ class Plan:
         self.params = [_freeze(p) for _, p in described]
         self.recipes: list[Recipe | None] = [recipe(m) for m in leaves]
         self.inplace = [getattr(m, "inplace", False) is True for m in leaves]
-        self.lock = threading.RLock()  # one capture of a model at a time
         self._structure = structure
         self._attrs = [(m.__dict__, dict(m.__dict__)) for m in leaves]
         self._holders = [d for m in leaves for d in (m._parameters, m._buffers)]
@@ -90,10 +88,12 @@ class Plan:
         self._versions: list[int] = []
         self._ptrs: list[int] = []
         self._copies: dict[int, Copies] = {}
+        self.wrappers: Any = None  # each leaf's forward while a pass is recorded (torch_pass)
 
     # -- is it still this model? --------------------------------------------
     def same_structure(self) -> bool:
-        return all(tuple(d.items()) == snap for d, snap in self._structure)
+        # (dicts compare their values by identity first; modules compare by identity only)
+        return all(d == snap for d, snap in self._structure)
 
     def same_leaves(self) -> bool:
         try:
