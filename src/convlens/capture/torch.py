@@ -227,7 +227,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     if plan is None:
         training = _training(model)
     else:  # (the plan lists every module below the model: no walk)
-        training = [m for m in plan.modules if m.training]
+        training = plan.training()
         if model.training:
             training.append(model)
     modes = {m: m.training for m in training} if training else None

@@ -22,6 +22,8 @@ microsecond per layer call counts.  The pass therefore
 from __future__ import annotations
 
 import threading
+from collections import deque
+from itertools import repeat
 import weakref
 from typing import Any, Callable
 
@@ -255,6 +257,18 @@ class Wrappers:
         self.before = [d.get("forward", _NONE) for d in self.dicts]
 
 
+def _install(dicts: list[dict], forwards: list[Any]) -> None:
+    """Set (or, for ``_NONE``, remove) each leaf's instance attribute ``forward``."""
+    if _NONE in forwards:
+        for d, f in zip(dicts, forwards):
+            if f is _NONE:
+                d.pop("forward", None)
+            else:
+                d["forward"] = f
+    else:
+        deque(map(dict.__setitem__, dicts, repeat("forward"), forwards), maxlen=0)
+
+
 _LOCK = threading.RLock()
 """One recorded pass at a time in this process: a pass changes the model's leaves."""
 
@@ -286,22 +300,16 @@ def run_pass(
         if w.box[0] is not None:  # (a capture of this model from inside its own forward)
             w = Wrappers(plan)
         w.box[0] = s
-        installed = 0
         try:
-            for d, f in zip(w.dicts, w.forwards):
-                d["forward"] = f
-                installed += 1
-            for i, m in enumerate(plan.leaves):
-                if m._forward_hooks or m._forward_pre_hooks:  # (rare: the slow way for those)
-                    _hook_instead(s, w, m, i, plan.inplace[i], handles)
+            _install(w.dicts, w.forwards)
+            if plan.hooked():  # (rare: leaves with hooks of their own, the slow way)
+                for i, m in enumerate(plan.leaves):
+                    if m._forward_hooks or m._forward_pre_hooks:
+                        _hook_instead(s, w, m, i, plan.inplace[i], handles)
             output = model(x)
         finally:
             w.box[0] = None
-            for d, before in zip(w.dicts[:installed], w.before):
-                if before is _NONE:
-                    d.pop("forward", None)
-                else:
-                    d["forward"] = before
+            _install(w.dicts, w.before)
             for h in handles:
                 h.remove()
     records = s.records

@@ -10,9 +10,10 @@ on every capture, which costs about 0.05 ms:
 
 * the structure: every module's ``_modules`` is compared with a copy of what it held
   (the same names, the same module objects);
-* each leaf's attributes: ``module.__dict__`` is compared with a shallow copy taken when
-  the plan was made (the same objects: a new ``stride``, ``padding``, ``inplace`` flag, an
-  instance ``forward`` — anything assigned to the module — shows);
+* each leaf's attributes: every entry of ``module.__dict__`` but ``nn.Module``'s own
+  containers is compared with what it was when the plan was made (the same objects: a new
+  ``stride``, ``padding``, ``inplace`` flag, an instance ``forward`` — anything assigned
+  to the module — shows);
 * the weights: the same tensor objects, version counters and storage (as in
   ``torch_weights``), so the remembered weight copies are reused only while they are exact.
 
@@ -24,6 +25,8 @@ model's plan and copies after such a change (``convlens.forget``).
 from __future__ import annotations
 
 import operator
+from functools import partial
+from itertools import chain, compress
 import weakref
 from typing import Any
 
@@ -39,6 +42,8 @@ from .torch_weights import drop as _drop_weights
 __all__ = ["Plan", "plan_for", "cached_plan", "forget"]
 
 _version = operator.attrgetter("_version")
+_training = operator.attrgetter("training")
+_not_none = partial(operator.is_not, None)
 _data_ptr = torch.Tensor.data_ptr
 _is = operator.is_
 
@@ -47,8 +52,8 @@ class Plan:
     """Leaves, names, kinds, op parameters and recipes of one model (see the module doc)."""
 
     __slots__ = ("leaves", "names", "kinds", "params", "recipes", "inplace", "modules",
-                 "_structure", "_attrs", "_holders", "_tensors", "_versions", "_ptrs",
-                 "_copies", "wrappers")
+                 "_structure", "_leaf_kids", "_hooks", "_attrs", "_holders", "_tensors",
+                 "_versions", "_ptrs", "_copies", "wrappers")
 
     def __init__(self, model: nn.Module):
         leaves: list[nn.Module] = []
@@ -64,8 +69,9 @@ class Plan:
                 seen.add(id(c))
                 modules.append(c)
                 kids = c._modules
-                structure.append((kids, dict(kids)))
                 name = f"{prefix}.{n}" if prefix else n
+                if kids:  # (a container, or a leaf holding only None: compared whole)
+                    structure.append((kids, dict(kids)))
                 if any(v is not None for v in kids.values()):
                     walk(c, name)
                 else:
@@ -82,7 +88,9 @@ class Plan:
         self.recipes: list[Recipe | None] = [recipe(m) for m in leaves]
         self.inplace = [getattr(m, "inplace", False) is True for m in leaves]
         self._structure = structure
-        self._attrs = [(m.__dict__, dict(m.__dict__)) for m in leaves]
+        self._leaf_kids = [m._modules for m in leaves if not m._modules]  # must stay empty
+        self._attrs = [_attributes(m) for m in leaves]
+        self._hooks = [d for m in leaves for d in (m._forward_hooks, m._forward_pre_hooks)]
         self._holders = [d for m in leaves for d in (m._parameters, m._buffers)]
         self._tensors: list[torch.Tensor] | None = None
         self._versions: list[int] = []
@@ -93,16 +101,26 @@ class Plan:
     # -- is it still this model? --------------------------------------------
     def same_structure(self) -> bool:
         # (dicts compare their values by identity first; modules compare by identity only)
-        return all(d == snap for d, snap in self._structure)
+        return not any(self._leaf_kids) and all(d == snap for d, snap in self._structure)
 
     def same_leaves(self) -> bool:
         try:
-            return all(d == snap for d, snap in self._attrs)
-        except Exception:  # noqa: BLE001 - e.g. a new tensor attribute: compared elementwise
+            return all(len(d) == n and get(d) == values for d, n, get, values in self._attrs)
+        except Exception:  # noqa: BLE001 - a key gone, a new tensor compared elementwise...
             return False
 
+    def hooked(self) -> bool:
+        """Has any leaf forward hooks or pre-hooks of its own now?"""
+        return any(self._hooks)
+
     def _current_tensors(self) -> list[torch.Tensor]:
-        return [v for d in self._holders for v in d.values() if v is not None]
+        # (all in C: this runs on every capture, right after a forward pass has evicted
+        # these objects from the CPU caches)
+        return list(filter(_not_none, chain.from_iterable(map(dict.values, self._holders))))
+
+    def training(self) -> list[nn.Module]:
+        """The modules below the model that are in training mode now."""
+        return list(compress(self.modules, map(_training, self.modules)))
 
     # -- weights ---------------------------------------------------------------
     def copies(self) -> dict[int, Copies]:
@@ -125,6 +143,25 @@ class Plan:
         (which may change what it returns)."""
         return [rc if rc is None or not (m._forward_hooks or m._forward_pre_hooks) else None
                 for rc, m in zip(self.recipes, self.leaves)]
+
+
+_BOOKKEEPING = frozenset(k for k, v in nn.Module().__dict__.items() if isinstance(v, (dict, set)))
+"""``nn.Module``'s own containers (parameters, buffers, children, hooks): changed in place,
+never replaced, and checked on their own (structure, weights, hooks)."""
+
+
+def _attributes(m: nn.Module) -> tuple[dict, int, Any, tuple]:
+    """How to check that ``m``'s attributes are the ones it has now: its ``__dict__``, the
+    number of entries, and the values of every entry but the bookkeeping containers (the
+    same objects: a new ``stride``, ``padding``, ``inplace`` flag, an instance ``forward``
+    — anything assigned to the module — shows)."""
+    d = m.__dict__
+    keys = tuple(k for k in d if k not in _BOOKKEEPING)
+    get = operator.itemgetter(*keys) if keys else (lambda _d: ())
+    if len(keys) == 1:  # (itemgetter of one key returns the value, not a tuple)
+        one = operator.itemgetter(keys[0])
+        get = lambda dd: (one(dd),)  # noqa: E731
+    return d, len(d), get, get(d)
 
 
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, Plan]" = weakref.WeakKeyDictionary()
