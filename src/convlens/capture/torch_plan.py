@@ -43,6 +43,7 @@ __all__ = ["Plan", "plan_for", "cached_plan", "forget"]
 
 _version = operator.attrgetter("_version")
 _training = operator.attrgetter("training")
+_values = operator.methodcaller("values")  # (TorchScript modules hold dict-like wrappers)
 _not_none = partial(operator.is_not, None)
 _data_ptr = torch.Tensor.data_ptr
 _is = operator.is_
@@ -116,7 +117,7 @@ class Plan:
     def _current_tensors(self) -> list[torch.Tensor]:
         # (all in C: this runs on every capture, right after a forward pass has evicted
         # these objects from the CPU caches)
-        return list(filter(_not_none, chain.from_iterable(map(dict.values, self._holders))))
+        return list(filter(_not_none, chain.from_iterable(map(_values, self._holders))))
 
     def training(self) -> list[nn.Module]:
         """The modules below the model that are in training mode now."""
