@@ -51,10 +51,10 @@ def test_norm_and_clamp_stages_are_deferred_and_exact():
     m = conv_bn_relu()
     t = convlens.capture(m, image())
     deferred = [s.name for s in t if not s.computed]
-    # every conv/BN/activation fed by a kept or deferred stage, chains (0 -> 1 -> ... -> 8)
-    # included; the first conv (fed by the model input) and the last (whose output is the
-    # model's, held anyway) are held
-    assert deferred == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    # every conv/BN/activation fed by the model input, a kept or a deferred stage, chains
+    # (input -> 0 -> 1 -> ... -> 8) included; the last (whose output is the model's, held
+    # anyway) is held
+    assert deferred == ["0", "1", "2", "3", "4", "5", "6", "7", "8"]
     assert [t[n].shape for n in ("1", "5")] == [(4, 12, 12), (4, 10, 10)]  # known, not computed
     assert not t["1"].computed
     assert_same(t, reference(m, model_input(t)))  # reads every output: computed now

@@ -195,7 +195,8 @@ def test_1d_and_3d_convolutions_computed_again_are_exact():
 
     m = Volume().eval()
     t = convlens.capture(m, image(size=6))
-    assert [s.computed for s in t.stages[:6]] == [True, True, False, False, True, False]
+    # pre: from the model input; a and d: fed by views (new tensors), so held
+    assert [s.computed for s in t.stages[:6]] == [False, True, False, False, True, False]
     assert_same(t, reference(m, np.ascontiguousarray(t.model_input)))
 
 
@@ -204,7 +205,7 @@ def test_a_long_chain_of_deferred_stages_is_read_without_deep_recursion():
     layers = [nn.Conv2d(3, 3, 1)] + [nn.Conv2d(3, 3, 1) if i % 2 else nn.ReLU() for i in range(600)]
     m = nn.Sequential(*layers, nn.Flatten()).eval()
     t = convlens.capture(m, image(size=4))
-    assert sum(not s.computed for s in t) == 600
+    assert sum(not s.computed for s in t) == 601  # all but the flatten (the model's output)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(200)  # each stage one level deep: well under
     try:
@@ -285,3 +286,30 @@ def test_the_output_stage_is_added_without_making_the_stages_and_named_apart():
     np.testing.assert_array_equal(t["output#2"].output, relu.mean(dim=(2, 3)).numpy())
     plain = convlens.capture(net(), image())
     assert "_lazy" in plain.__dict__ and len(plain) == 7  # the last layer made the output
+
+
+class EatsItsInput(nn.Module):
+    """Overwrites the model input in place after the first conv has read it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        y = self.conv(x)
+        x.mul_(-1.0)
+        return self.act(y + x)
+
+
+def test_a_stage_fed_by_the_model_input_survives_an_in_place_change_of_the_input():
+    m = EatsItsInput().eval()
+    img = image()
+    t = convlens.capture(m, img)
+    x = convlens.Preprocess().apply(convlens.as_batch(img))[0]
+    with torch.no_grad():
+        expected = m.conv(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    np.testing.assert_array_equal(t["conv"].output, expected)  # what the conv computed
+    assert t["conv"].computed  # held: the input it came from did not survive the pass
+    np.testing.assert_array_equal(t.model_input, x)  # the model wrote into its own copy

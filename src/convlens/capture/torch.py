@@ -131,7 +131,8 @@ def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
     return {**params, "sources": r.sources}
 
 
-def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any) -> LazyStages:
+def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
+            model_input: torch.Tensor) -> LazyStages:
     """The Stages of ``records``, made when the Trace's stages are first read; what they
     are made from is fixed now (the weight copies are taken here)."""
     leaves = plan.leaves
@@ -152,11 +153,12 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any)
         trusted = Stage._trusted
         for i, r in enumerate(records):
             m = leaves[r.leaf]
-            if r.recipe is not None:
-                source = stages[r.source]
+            if r.recipe is not None:  # (from an earlier stage, or the model input: -1)
+                source = stages[r.source] if r.source >= 0 else None
                 copy = copies.get(id(m))
-                output: Any = Deferred(partial(_recompute, r.recipe, source, copy[1] if copy else {}),
-                                       r.value, after=source)
+                fn = partial(_recompute, r.recipe, model_input if source is None else source,
+                             copy[1] if copy else {})
+                output: Any = Deferred(fn, r.value, after=source)
             else:
                 output = _to_numpy(r.value)
             stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
@@ -172,10 +174,12 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any)
     return LazyStages(make, len(records), names, shape, held)
 
 
-def _recompute(fn: Any, source: Stage, tensors: dict[str, torch.Tensor]) -> np.ndarray:
-    """The deferred output of a derived stage: ``fn`` on the source stage's output."""
+def _recompute(fn: Any, source: Stage | torch.Tensor, tensors: dict[str, torch.Tensor]) -> np.ndarray:
+    """The deferred output of a derived stage: ``fn`` on the source stage's output (or on
+    the model input tensor, unchanged: the pass checked)."""
+    x = source if isinstance(source, torch.Tensor) else torch.from_numpy(source.output)
     with torch.no_grad():  # (the layer saw a contiguous input: the pass checked)
-        return fn(torch.from_numpy(source.output).contiguous(), tensors).numpy()
+        return fn(x.contiguous(), tensors).numpy()
 
 
 _INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.WeakKeyDictionary()
@@ -183,10 +187,14 @@ _INPLACE_HINT: "weakref.WeakKeyDictionary[nn.Module, frozenset[str]]" = weakref.
 next capture copies them as their layers return instead of running the model twice."""
 
 
-def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
-            plan: Plan | None) -> tuple[list, Any]:
-    """The recorded pass (and, when an unforeseen in-place op overwrote a held output,
-    the pass again with that output copied as its layer returns)."""
+def _record(model: nn.Module, make_input: Any, keep, opts: CaptureOptions,
+            plan: Plan | None) -> tuple[Any, Any]:
+    """The recorded pass (and, when an unforeseen in-place op overwrote a held output or
+    the model's input, the pass again on a fresh input with that output copied as its
+    layer returns).  ``make_input()`` gives the model an input of its own each time: a
+    model that writes into its input changes neither the Trace's ``model_input`` nor the
+    next pass."""
+    xt = make_input()
     if plan is None:  # a TorchScript module
         rec, output = _run_script(model, xt, keep)
         return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output
@@ -194,19 +202,22 @@ def _record(model: nn.Module, xt: torch.Tensor, keep, opts: CaptureOptions,
     if torch.is_inference_mode_enabled():  # inference tensors have no version counter
         convert = convert or (lambda t: t.detach().clone())
     copy: frozenset[str] = _INPLACE_HINT.get(model, frozenset()) if convert is None else frozenset()
-    for _ in range(3):
+    for attempt in range(3):
+        if attempt:
+            xt = make_input()
         records, output, mutated = run_pass(model, xt, plan, keep, copy, convert, sink)
         if not mutated:
             break
         copy = copy | mutated  # an in-place op inside some forward(): repeat, copying those
     else:
+        xt = make_input()
         records, output, _ = run_pass(model, xt, plan, keep, convert=lambda t: t.detach().clone())
     if convert is None:
         if copy:
             _INPLACE_HINT[model] = copy
         else:
             _INPLACE_HINT.pop(model, None)
-    return _stages(records, plan, opts, _first_tensor(output)), output
+    return _stages(records, plan, opts, _first_tensor(output), xt), output
 
 
 def capture_torch(model: nn.Module, x: np.ndarray, keep,
@@ -221,7 +232,11 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
         device, dtype = param.device, param.dtype if param.is_floating_point() else torch.float32
     except StopIteration:
         device, dtype = torch.device("cpu"), torch.float32
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
+    x = np.ascontiguousarray(x)
+
+    def make_input() -> torch.Tensor:  # the model's own copy (see _record)
+        t = torch.from_numpy(x).to(device=device, dtype=dtype)
+        return t.clone() if t.data_ptr() == x.ctypes.data else t
     script = isinstance(model, _SCRIPT)
     plan = None if script else cached_plan(model)
     if plan is None:
@@ -238,7 +253,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
             plan = plan_for(model, plan)  # (made in eval mode, checked in eval mode)
         with torch.no_grad():
             try:
-                stages, output = _record(model, xt, keep, opts, plan)
+                stages, output = _record(model, make_input, keep, opts, plan)
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:

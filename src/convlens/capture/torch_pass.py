@@ -89,7 +89,7 @@ class _Pass:
     """The state of one recorded pass, read by the leaves' wrappers."""
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
-                 "copy", "convert", "sink", "thread", "fast")
+                 "copy", "convert", "sink", "thread", "fast", "input_version")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -102,6 +102,8 @@ class _Pass:
         self.keep, self.copy, self.convert, self.sink = keep, copy, convert, sink
         self.thread = threading.get_ident()  # calls from other threads are not recorded
         self.fast = keep is None and convert is None  # see _wrapper
+        # (the model input, "stage" -1, may feed a recipe; inference tensors have no version)
+        self.input_version = None if x.is_inference() else x._version
 
 
 _ref = weakref.ref
@@ -132,10 +134,10 @@ def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
             source = src[1]
     index = len(records)
     rc = s.recipes[i]
-    if (rc is not None and source is not None and source >= 0 and len(args) == 1
+    if (rc is not None and source is not None and len(args) == 1
             and type(out) is _Tensor and out is not inp and out.dtype is _F32
             and inp.dtype is _F32 and out.is_cpu and inp.is_contiguous() and name not in s.copy):
-        version = records[source].version
+        version = records[source].version if source >= 0 else s.input_version
         if version is not None and inp._version == version:  # fed the source's own output
             records.append(Record(name, i, kind, source, out.shape, out._version, rc))
             producer[id(out)] = (_ref(out), index)
@@ -206,10 +208,10 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool, merge: bool) -> Any
         source = entry[1] if entry is not None and entry[0]() is inp else None
         index = len(records)
         rc = s.recipes[i]
-        if (rc is not None and source is not None and source >= 0 and out is not inp
+        if (rc is not None and source is not None and out is not inp
                 and out.dtype is _F32 and inp.dtype is _F32 and out.is_cpu
                 and inp.is_contiguous() and s.names[i] not in s.copy):
-            version = records[source].version
+            version = records[source].version if source >= 0 else s.input_version
             if version is not None and inp._version == version:  # fed the source's own output
                 records.append(Record(s.names[i], i, s.kinds[i], source, out.shape,
                                       out._version, rc))
@@ -319,9 +321,11 @@ def run_pass(
         last = records[entry[1]]  # the stage that made the model's output: hold that
         if last.recipe is not None and final._version == last.version:
             last.recipe, last.value = None, final
+    changed_input = s.input_version is not None and x._version != s.input_version
     mutated = frozenset(
         rec.name for rec in records
-        if rec.version is not None and rec.recipe is None and rec.value._version != rec.version
+        if (rec.version is not None and rec.recipe is None and rec.value._version != rec.version)
+        or (changed_input and rec.recipe is not None and rec.source == -1)
     )
     return records, output, mutated
 
