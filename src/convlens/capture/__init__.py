@@ -96,7 +96,15 @@ def capture(
     ``store``: ``"disk"`` writes each stage output to ``directory`` as a ``.npy`` file as
     its layer returns and keeps a read-only memory map (RAM stays at the forward pass's).
 
-    The model is not changed: hooks are removed, train/eval modes and weights restored.
+    The model is not changed: its leaves' ``forward`` is wrapped for the pass only (hooks,
+    for leaves with hooks of their own), train/eval modes and weights restored.
+
+    PyTorch: a stage that is a fixed function of the stage (or model input) that fed it
+    (a convolution, an eval-mode batch norm, a clamping activation) is not held but
+    computed again, exactly, when its output is first read; the ``Stage`` objects are made
+    when ``trace.stages`` is first read.  Weight copies are reused while PyTorch's version
+    counters show the model unchanged: after writing weights through ``param.data``, call
+    :func:`convlens.forget` before the next capture.
     """
     opts = check_options(weights, dtype, store, directory)
     ensure_tuned()  # keep freed trace memory for the next capture (see convlens.allocator)
