@@ -136,17 +136,16 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
     """The Stages of ``records``, made when the Trace's stages are first read; what they
     are made from is fixed now (the weight copies are taken here)."""
     leaves = plan.leaves
-    if opts.weights == "copy":
-        copies = plan.copies()
-        arrays = None
-    else:
-        used = list({r.leaf: leaves[r.leaf] for r in records}.values())
-        derived = list({r.leaf: leaves[r.leaf] for r in records if r.recipe is not None}.values())
-        copies = weights_of(derived)
-        arrays = shared_views(used) if opts.weights == "share" else {id(m): {} for m in used}
+    copies = plan.copies()  # (the recipes use them whatever ``weights`` says)
+    mode = opts.weights
 
     def make() -> list[Stage]:
-        weights = arrays if arrays is not None else {k: v[0] for k, v in copies.items()}
+        if mode == "copy":
+            weights = {k: v[0] for k, v in copies.items()}
+        elif mode == "share":  # (views of the model's memory: they follow the model)
+            weights = shared_views(list({r.leaf: leaves[r.leaf] for r in records}.values()))
+        else:
+            weights = {id(m): {} for m in leaves}
         stages: list[Stage] = []
         ops = [type(m).__name__ for m in leaves]
         params = plan.params
