@@ -89,7 +89,7 @@ class _Pass:
     """The state of one recorded pass, read by the leaves' wrappers."""
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
-                 "copy", "convert", "sink", "thread", "fast", "input_version")
+                 "copy", "convert", "sink", "thread", "hot", "input_version")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -101,7 +101,10 @@ class _Pass:
         self.recipes = plan.recipes if convert is None else [None] * len(plan.leaves)
         self.keep, self.copy, self.convert, self.sink = keep, copy, convert, sink
         self.thread = threading.get_ident()  # calls from other threads are not recorded
-        self.fast = keep is None and convert is None  # see _wrapper
+        # what the common call needs, in one tuple (see _wrapper); "fast" False: every call
+        # the general way (a selection, a conversion)
+        self.hot = (self.thread, keep is None and convert is None, self.calls, self.records,
+                    self.producer, self.recipes, self.names, self.kinds, copy, self.held)
         # (the model input, "stage" -1, may feed a recipe; inference tensors have no version)
         self.input_version = None if x.is_inference() else x._version
 
@@ -195,36 +198,37 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool, merge: bool) -> Any
     def recorded(*args: Any, **kwargs: Any) -> Any:
         out = forward(*args, **kwargs)
         s = box[0]
-        if s is None or s.thread != _ident():
+        if s is None:
             return out
-        calls = s.calls
-        if (not s.fast or merge or calls[i] or len(args) != 1 or type(out) is not _Tensor
+        thread, fast, calls, records, producer, recipes, names, kinds, copy, held = s.hot
+        if thread != _ident():
+            return out
+        if (not fast or merge or calls[i] or len(args) != 1 or type(out) is not _Tensor
                 or type(args[0]) is not _Tensor):
             _record(s, i, args, out)
             return out
         calls[i] = 1
-        inp, records, producer = args[0], s.records, s.producer
+        inp = args[0]
         entry = producer.get(id(inp))
         source = entry[1] if entry is not None and entry[0]() is inp else None
         index = len(records)
-        rc = s.recipes[i]
+        rc = recipes[i]
         if (rc is not None and source is not None and out is not inp
                 and out.dtype is _F32 and inp.dtype is _F32 and out.is_cpu
-                and inp.is_contiguous() and s.names[i] not in s.copy):
+                and inp.is_contiguous() and names[i] not in copy):
             version = records[source].version if source >= 0 else s.input_version
             if version is not None and inp._version == version:  # fed the source's own output
-                records.append(Record(s.names[i], i, s.kinds[i], source, out.shape,
-                                      out._version, rc))
+                records.append(Record(names[i], i, kinds[i], source, out.shape, out._version, rc))
                 producer[id(out)] = (_ref(out), index)
                 return out
-        name = s.names[i]
-        if name in s.copy:
-            rec = Record(name, i, s.kinds[i], source, out.detach().clone(), None)
+        name = names[i]
+        if name in copy:
+            rec = Record(name, i, kinds[i], source, out.detach().clone(), None)
         else:
-            rec = Record(name, i, s.kinds[i], source, out, out._version)
-            same = s.held.get(id(out))
+            rec = Record(name, i, kinds[i], source, out, out._version)
+            same = held.get(id(out))
             if same is None:
-                s.held[id(out)] = [rec]
+                held[id(out)] = [rec]
             else:
                 same.append(rec)
         records.append(rec)
