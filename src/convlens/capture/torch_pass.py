@@ -89,7 +89,7 @@ class _Pass:
     """The state of one recorded pass, read by the leaves' wrappers."""
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
-                 "copy", "convert", "sink", "thread", "hot", "input_version")
+                 "copy", "convert", "sink", "thread", "input_version")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -101,10 +101,6 @@ class _Pass:
         self.recipes = plan.recipes if convert is None else [None] * len(plan.leaves)
         self.keep, self.copy, self.convert, self.sink = keep, copy, convert, sink
         self.thread = threading.get_ident()  # calls from other threads are not recorded
-        # what the common call needs, in one tuple (see _wrapper); "fast" False: every call
-        # the general way (a selection, a conversion)
-        self.hot = (self.thread, keep is None and convert is None, self.calls, self.records,
-                    self.producer, self.recipes, self.names, self.kinds, copy, self.held)
         # (the model input, "stage" -1, may feed a recipe; inference tensors have no version)
         self.input_version = None if x.is_inference() else x._version
 
@@ -177,13 +173,10 @@ def _before_inplace(s: _Pass, args: tuple) -> None:
                 rec.value, rec.version = t.detach().clone(), None
 
 
-def _wrapper(box: list, i: int, forward: Any, inplace: bool, merge: bool) -> Any:
-    """Leaf ``i``'s ``forward`` while a pass is recorded: the module's own, then what
-    :func:`_record` does with the result, for the pass in ``box[0]`` (made once per plan,
-    installed for each pass).
-
-    The common call — one tensor in, one tensor out, the leaf's first call, every stage
-    kept, nothing converted — is recorded right here (one Python call less per layer)."""
+def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
+    """Leaf ``i``'s ``forward`` while a pass is recorded: the module's own, then
+    :func:`_record` for the pass in ``box[0]`` (made once per plan, installed for each
+    pass; calls from other threads are not recorded)."""
     if inplace:
         def recorded_inplace(*args: Any, **kwargs: Any) -> Any:
             s = box[0]
@@ -198,41 +191,8 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool, merge: bool) -> Any
     def recorded(*args: Any, **kwargs: Any) -> Any:
         out = forward(*args, **kwargs)
         s = box[0]
-        if s is None:
-            return out
-        thread, fast, calls, records, producer, recipes, names, kinds, copy, held = s.hot
-        if thread != _ident():
-            return out
-        if (not fast or merge or calls[i] or len(args) != 1 or type(out) is not _Tensor
-                or type(args[0]) is not _Tensor):
+        if s is not None and s.thread == _ident():
             _record(s, i, args, out)
-            return out
-        calls[i] = 1
-        inp = args[0]
-        entry = producer.get(id(inp))
-        source = entry[1] if entry is not None and entry[0]() is inp else None
-        index = len(records)
-        rc = recipes[i]
-        if (rc is not None and source is not None and out is not inp
-                and out.dtype is _F32 and inp.dtype is _F32 and out.is_cpu
-                and inp.is_contiguous() and names[i] not in copy):
-            version = records[source].version if source >= 0 else s.input_version
-            if version is not None and inp._version == version:  # fed the source's own output
-                records.append(Record(names[i], i, kinds[i], source, out.shape, out._version, rc))
-                producer[id(out)] = (_ref(out), index)
-                return out
-        name = names[i]
-        if name in copy:
-            rec = Record(name, i, kinds[i], source, out.detach().clone(), None)
-        else:
-            rec = Record(name, i, kinds[i], source, out, out._version)
-            same = held.get(id(out))
-            if same is None:
-                held[id(out)] = [rec]
-            else:
-                same.append(rec)
-        records.append(rec)
-        producer[id(out)] = (_ref(out), index)
         return out
     return recorded
 
@@ -255,8 +215,7 @@ class Wrappers:
 
     def __init__(self, plan: Plan):
         self.box: list[_Pass | None] = [None]
-        merge = [k == "merge" for k in plan.kinds]
-        self.forwards = [_wrapper(self.box, i, m.forward, plan.inplace[i], merge[i])
+        self.forwards = [_wrapper(self.box, i, m.forward, plan.inplace[i])
                          for i, m in enumerate(plan.leaves)]
         self.dicts = [m.__dict__ for m in plan.leaves]
         # what each leaf had as an instance attribute "forward" (the plan checks it stays)
