@@ -313,3 +313,20 @@ def test_a_stage_fed_by_the_model_input_survives_an_in_place_change_of_the_input
     np.testing.assert_array_equal(t["conv"].output, expected)  # what the conv computed
     assert t["conv"].computed  # held: the input it came from did not survive the pass
     np.testing.assert_array_equal(t.model_input, x)  # the model wrote into its own copy
+
+
+def test_deferred_outputs_read_with_another_thread_count_are_the_same_bits():
+    from convlens.nets.efficientnet import EfficientNetLite0
+
+    torch.manual_seed(0)
+    m = EfficientNetLite0(num_classes=10).eval()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        t = convlens.capture(m, image(size=64))
+        ref = reference(m, np.ascontiguousarray(t.model_input))
+        torch.set_num_threads(1)  # read (computed again) with one thread
+        assert sum(not s.computed for s in t) > 100
+        assert_same(t, ref)
+    finally:
+        torch.set_num_threads(before)

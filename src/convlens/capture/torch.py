@@ -27,6 +27,7 @@ from ..errors import CaptureError, ConvlensError, ModelError
 from ..trace import Deferred, LazyStages, Stage
 from .options import CaptureOptions, finish_stages
 from .recorder import Recorder
+from .torch_derive import Settings, same_settings, settings_now
 from .torch_describe import _SCRIPT, _kind, describe_module
 from .torch_pass import Record, run_pass
 from .torch_plan import Plan, cached_plan, plan_for
@@ -137,6 +138,7 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
     are made from is fixed now (the weight copies are taken here)."""
     leaves = plan.leaves
     copies = plan.copies()  # (the recipes use them whatever ``weights`` says)
+    settings = settings_now()
     mode = opts.weights
 
     def make() -> list[Stage]:
@@ -156,7 +158,7 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
                 source = stages[r.source] if r.source >= 0 else None
                 copy = copies.get(id(m))
                 fn = partial(_recompute, r.recipe, model_input if source is None else source,
-                             copy[1] if copy else {})
+                             copy[1] if copy else {}, settings)
                 output: Any = Deferred(fn, r.value, after=source)
             else:
                 output = _to_numpy(r.value)
@@ -173,11 +175,12 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
     return LazyStages(make, len(records), names, shape, held)
 
 
-def _recompute(fn: Any, source: Stage | torch.Tensor, tensors: dict[str, torch.Tensor]) -> np.ndarray:
+def _recompute(fn: Any, source: Stage | torch.Tensor, tensors: dict[str, torch.Tensor],
+               settings: Settings) -> np.ndarray:
     """The deferred output of a derived stage: ``fn`` on the source stage's output (or on
-    the model input tensor, unchanged: the pass checked)."""
+    the model input tensor, unchanged: the pass checked), under the capture's settings."""
     x = source if isinstance(source, torch.Tensor) else torch.from_numpy(source.output)
-    with torch.no_grad():  # (the layer saw a contiguous input: the pass checked)
+    with torch.no_grad(), same_settings(settings):  # (the layer saw a contiguous input)
         return fn(x.contiguous(), tensors).numpy()
 
 

@@ -21,13 +21,14 @@ changing or training the model afterwards changes nothing.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["recipe", "Recipe"]
+__all__ = ["recipe", "Recipe", "Settings", "settings_now", "same_settings"]
 
 Recipe = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
 """``(input, the module's weight copies) -> output``."""
@@ -103,3 +104,35 @@ def recipe(m: nn.Module) -> Recipe | None:
     if make is None or m.__dict__.get("inplace", False) or m._forward_hooks or m._forward_pre_hooks:
         return None  # (a module's own hooks could change what it returns)
     return make(m)
+
+
+Settings = tuple[int, bool, str]
+"""What else decides which kernel PyTorch runs, and so the last bits of a convolution:
+the number of threads (oneDNN splits some convolutions' sums by thread), whether oneDNN
+is used at all, and the float32 matmul precision."""
+
+
+def settings_now() -> Settings:
+    return (torch.get_num_threads(), bool(torch.backends.mkldnn.enabled),
+            torch.get_float32_matmul_precision())
+
+
+@contextmanager
+def same_settings(at_capture: Settings) -> Iterator[None]:
+    """Run a recipe under the settings the capture ran under (put back afterwards): a
+    1x1 convolution read with one thread after a two-thread capture differs in the last
+    bit otherwise."""
+    now = settings_now()
+    if now == at_capture:
+        yield
+        return
+    threads, mkldnn, precision = at_capture
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(now[0])
+        torch.backends.mkldnn.enabled = now[1]
+        torch.set_float32_matmul_precision(now[2])
