@@ -40,11 +40,17 @@ def check(model: nn.Module, img: np.ndarray) -> convlens.Trace:
 
 def test_the_plan_is_reused_while_the_model_is_unchanged():
     m = net()
+    before = {n: dict(x.__dict__) for n, x in m.named_modules()}
     a = check(m, image())
     plan = torch_plan._PLANS[m]
     b = check(m, image(4))
     assert torch_plan._PLANS[m] is plan  # not made again
     assert a.names == b.names and not b.equals(a)
+    # nothing of the capture stays on the model: same attributes, and it copies as before
+    assert {n: dict(x.__dict__) for n, x in m.named_modules()} == before
+    import copy
+    twin = copy.deepcopy(m)
+    assert_same(convlens.capture(twin, image()), reference(m, np.ascontiguousarray(a.model_input)))
 
 
 def test_a_replaced_layer_makes_a_new_plan():
