@@ -17,6 +17,7 @@ import convlens
 from convlens.capture import torch as capture_torch_module
 from convlens.errors import CaptureError
 from convlens.nets.efficientnet import EfficientNetLite0
+from tests.reference_grid import grid_by_blocks as reference_grid
 
 
 def reference(model: nn.Module, x: np.ndarray) -> list[tuple[str, np.ndarray, dict]]:
@@ -257,56 +258,26 @@ def test_keras_applies_the_same_options(tmp_path):
 # -- rendering: the vectorised grid draws what composing one Block per tile draws ----------
 def grid_by_blocks(st, image=0, norm="map", channels=None, max_channels=None, cols=None,
                    cmap=None, tile=96, vrange=None):
-    """render.grid the straightforward way: a Scale, a framed tile and text images per
-    channel, stacked into cells, laid out, headed, padded."""
+    """render.grid with its old defaults, drawn the straightforward way (reference_grid)."""
     import math
 
-    from convlens.render.colorbar import colorbar
-    from convlens.render.layout import grid_layout, vstack, zoom_factor
-    from convlens.render.panel import finish, header, stage_record, wrap
+    from convlens.render.layout import zoom_factor
     from convlens.render.resolve import channel_scales, check_channels
-    from convlens.render.scale import NORM_LABELS
-    from convlens.render.text import INK, MUTED, SMALL, fmt, text_image, text_width
-    from convlens.render.tiles import heat_pixels, tile as draw_tile
+    from convlens.render.text import fmt
 
     chs = check_channels(st, channels, max_channels)
-    ncols = math.ceil(math.sqrt(len(chs))) if cols is None else cols
     scales = channel_scales(st, image, norm, chs, cmap, vrange)
-    x = st.output[image]
-    zoom = zoom_factor(*st.output.shape[2:], tile)
-    cells = []
-    for c, s in zip(chs, scales):
-        labels = [f"#{c}"]
-        if norm == "map":
-            labels.append(s.describe())
-        elif norm == "standard":
-            labels += [f"mean {fmt(s.mean or 0.0)}", f"sd {fmt(s.std or 0.0)}"]
-        body = draw_tile(heat_pixels(x[c], s), {"channel": c, **s.as_meta(), "labels": labels},
-                         zoom=zoom)
-        width = max(body.width, *(text_width(t, SMALL) for t in labels))
-        texts = [text_image(t, SMALL, INK if k == 0 else MUTED, width=width, align="center")
-                 for k, t in enumerate(labels)]
-        cells.append(vstack([texts[0], body, *texts[1:]], gap=1, align="center"))
-    body = grid_layout(cells, ncols, gap=6)
-    rec = stage_record(st, image, norm, "grid")
-    shown = (f"channels {len(chs)} of {st.channels}" if len(chs) < st.channels
-             else f"{st.channels} channels")
-    sub = f"{st.kind} · {st.op} · {st.shape_str} · {shown} · image {image} · {NORM_LABELS[norm]}"
-    parts = [header(st.name, sub, max(body.width, 360)), body]
     labels = []
-    if norm != "map":
-        length = min(max(body.width, 160), 420)
-        if norm == "standard":
-            bar, labels = colorbar(scales[0], length, sigma_units=True,
-                                   caption=f"each map standardised: (x - mean) / sd · {scales[0].cmap}")
-        else:
-            s = scales[0]
-            bar, labels = colorbar(s, length, caption=f"{NORM_LABELS[norm]} · {s.cmap}")
-            rec.update({k: v for k, v in s.as_meta().items()
-                        if k in ("vmin", "vmax", "cmap", "signed", "constant")})
-        parts.append(bar)
-    rec.update(labels=labels, channels=chs, zoom=zoom)
-    return finish(wrap(vstack(parts, gap=6), rec), {"view": "grid"})
+    for c, s in zip(chs, scales):
+        labs = [f"#{c}"]
+        if norm == "map":
+            labs.append(s.describe())
+        elif norm == "standard":
+            labs += [f"mean {fmt(s.mean or 0.0)}", f"sd {fmt(s.std or 0.0)}"]
+        labels.append(labs)
+    ncols = math.ceil(math.sqrt(len(chs))) if cols is None else cols
+    return reference_grid(st, image, norm, chs, scales, zoom_factor(*st.output.shape[2:], tile),
+                          ncols, labels)
 
 
 def awkward_stage(dtype=np.float32) -> convlens.Stage:

@@ -13,17 +13,15 @@ from convlens import render
 from convlens.errors import RenderError
 from convlens.render import encode, gridplan, layout
 from convlens.render import text as T
-from convlens.render.colorbar import colorbar, legend
 from convlens.render.colormaps import lut, packed_lut
 from convlens.render.groups import groups
 from convlens.render.labelatlas import LabelAtlas
 from convlens.render.packed import pack, pack_color, to_image, unpack
-from convlens.render.panel import finish, header, stage_record, wrap
 from convlens.render.resolve import channel_scales
-from convlens.render.scale import NORM_LABELS, Scale
+from convlens.render.scale import Scale
 from convlens.render.scaleset import ScaleSet
-from convlens.render.tiles import heat_pixels, tile as draw_tile
 from convlens.trace import Stage
+from tests.reference_grid import grid_by_blocks as reference_grid
 
 
 def mk(arr, name: str = "s") -> Stage:
@@ -51,45 +49,11 @@ def many_maps(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def grid_by_blocks(st: Stage, norm: str, zoom: int, cols: int, labels: list[list[str]],
                    note: str | None) -> render.Figure:
-    """A grid the straightforward way, with the given zoom, columns and label rows: a
-    Scale, a framed tile and text images per channel, stacked into cells, laid out,
-    headed, padded (what ``render.grid`` drew before it was vectorised)."""
-    from convlens.render.text import INK, MUTED, SMALL, text_image, text_width
-
+    """Every channel of image 0 with the given zoom, columns and label rows, drawn the
+    straightforward way (reference_grid); ``labels`` is given row by row."""
     chs = list(range(st.channels))
-    scales = channel_scales(st, 0, norm, chs)
-    x = st.output[0]
-    cells = []
-    for k, (c, s) in enumerate(zip(chs, scales)):
-        labs = [row[k] for row in labels]
-        body = draw_tile(heat_pixels(x[c], s), {"channel": c, **s.as_meta(), "labels": labs},
-                         zoom=zoom)
-        width = max(body.width, *(text_width(t, SMALL) for t in labs))
-        texts = [text_image(t, SMALL, INK if j == 0 else MUTED, width=width, align="center")
-                 for j, t in enumerate(labs)]
-        cells.append(layout.vstack([texts[0], body, *texts[1:]], gap=1, align="center"))
-    body = layout.grid_layout(cells, cols, gap=6)
-    rec = stage_record(st, 0, norm, "grid")
-    sub = (f"{st.kind} · {st.op} · {st.shape_str} · {st.channels} channels · image 0 · "
-           f"{NORM_LABELS[norm]}")
-    parts = [header(st.name, sub, max(body.width, 360)), body]
-    bar_labels: list[str] = []
-    if norm != "map":
-        length = min(max(body.width, 160), 420)
-        if norm == "standard":
-            bar, bar_labels = colorbar(scales[0], length, sigma_units=True,
-                                       caption=f"each map standardised: (x - mean) / sd · {scales[0].cmap}")
-        else:
-            bar, bar_labels = colorbar(scales[0], length,
-                                       caption=f"{NORM_LABELS[norm]} · {scales[0].cmap}")
-            rec.update({k: v for k, v in scales[0].as_meta().items()
-                        if k in ("vmin", "vmax", "cmap", "signed", "constant")})
-        parts.append(bar)
-    rec.update(labels=bar_labels, channels=chs, zoom=zoom)
-    if note is not None:
-        parts.append(legend([note], max(body.width, 360)))
-        rec["notes"] = [note]
-    return finish(wrap(layout.vstack(parts, gap=6), rec), {"view": "grid"})
+    return reference_grid(st, 0, norm, chs, channel_scales(st, 0, norm, chs), zoom, cols,
+                          [list(col) for col in zip(*labels)], note)
 
 
 # -- the automatic size -----------------------------------------------------------------

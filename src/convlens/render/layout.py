@@ -107,40 +107,46 @@ def _paste(canvas: Image.Image, blocks: Sequence[Block], offsets: Sequence[tuple
     return out
 
 
+def _place(blocks: Sequence[Any], gap: int, align: str, vertical: bool) -> Placed:
+    """Blocks one after another, down (``vertical``) or across, aligned across that
+    direction (``left/center/right`` down, ``top/center/bottom`` across): the size and
+    each block's offset.  (What ``vstack``/``hstack`` draw and ``place_v``/``place_h``
+    describe.)"""
+    if not blocks:
+        return Placed(1, 1, [])
+    sizes = [(b.width, b.height) if vertical else (b.height, b.width) for b in blocks]
+    across = max(a for a, _ in sizes)
+    along = sum(n for _, n in sizes) + gap * (len(blocks) - 1)
+    where = {"left": 0, "top": 0, "center": 1, "right": 2, "bottom": 2}[align]
+    parts, pos = [], 0
+    for b, (a, n) in zip(blocks, sizes):
+        off = (0, (across - a) // 2, across - a)[where]
+        parts.append((b, off, pos) if vertical else (b, pos, off))
+        pos += n + gap
+    return Placed(across, along, parts) if vertical else Placed(along, across, parts)
+
+
+def _stack(blocks: Sequence[Block | Image.Image], gap: int, align: str, vertical: bool) -> Block:
+    blocks = [_as_block(b) for b in blocks]
+    if not blocks:
+        return Block(Image.new("RGB", (1, 1), BACKGROUND))
+    placed = _place(blocks, gap, align, vertical)
+    canvas = Image.new("RGB", (placed.width, placed.height), BACKGROUND)
+    return _paste(canvas, blocks, [(x, y) for _, x, y in placed.parts])
+
+
 def vstack(
     blocks: Sequence[Block | Image.Image], gap: int = 0,
     align: Literal["left", "center", "right"] = "left",
 ) -> Block:
-    blocks = [_as_block(b) for b in blocks]
-    if not blocks:
-        return Block(Image.new("RGB", (1, 1), BACKGROUND))
-    w = max(b.width for b in blocks)
-    h = sum(b.height for b in blocks) + gap * (len(blocks) - 1)
-    canvas = Image.new("RGB", (w, h), BACKGROUND)
-    offsets, y = [], 0
-    for b in blocks:
-        x = {"left": 0, "center": (w - b.width) // 2, "right": w - b.width}[align]
-        offsets.append((x, y))
-        y += b.height + gap
-    return _paste(canvas, blocks, offsets)
+    return _stack(blocks, gap, align, vertical=True)
 
 
 def hstack(
     blocks: Sequence[Block | Image.Image], gap: int = 0,
     align: Literal["top", "center", "bottom"] = "top",
 ) -> Block:
-    blocks = [_as_block(b) for b in blocks]
-    if not blocks:
-        return Block(Image.new("RGB", (1, 1), BACKGROUND))
-    w = sum(b.width for b in blocks) + gap * (len(blocks) - 1)
-    h = max(b.height for b in blocks)
-    canvas = Image.new("RGB", (w, h), BACKGROUND)
-    offsets, x = [], 0
-    for b in blocks:
-        y = {"top": 0, "center": (h - b.height) // 2, "bottom": h - b.height}[align]
-        offsets.append((x, y))
-        x += b.width + gap
-    return _paste(canvas, blocks, offsets)
+    return _stack(blocks, gap, align, vertical=False)
 
 
 def pad(block: Block | Image.Image, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> Block:
@@ -211,31 +217,13 @@ class Placed:
 def place_v(blocks: Sequence[Any], gap: int = 0,
             align: Literal["left", "center", "right"] = "left") -> Placed:
     """``vstack`` placed, not drawn."""
-    if not blocks:
-        return Placed(1, 1, [])
-    w = max(b.width for b in blocks)
-    h = sum(b.height for b in blocks) + gap * (len(blocks) - 1)
-    parts, y = [], 0
-    for b in blocks:
-        x = {"left": 0, "center": (w - b.width) // 2, "right": w - b.width}[align]
-        parts.append((b, x, y))
-        y += b.height + gap
-    return Placed(w, h, parts)
+    return _place(blocks, gap, align, vertical=True)
 
 
 def place_h(blocks: Sequence[Any], gap: int = 0,
             align: Literal["top", "center", "bottom"] = "top") -> Placed:
     """``hstack`` placed, not drawn."""
-    if not blocks:
-        return Placed(1, 1, [])
-    w = sum(b.width for b in blocks) + gap * (len(blocks) - 1)
-    h = max(b.height for b in blocks)
-    parts, x = [], 0
-    for b in blocks:
-        y = {"top": 0, "center": (h - b.height) // 2, "bottom": h - b.height}[align]
-        parts.append((b, x, y))
-        x += b.width + gap
-    return Placed(w, h, parts)
+    return _place(blocks, gap, align, vertical=False)
 
 
 def place_pad(block: Any, left: int = 0, top: int = 0, right: int = 0, bottom: int = 0) -> Placed:
