@@ -23,7 +23,8 @@ import numpy as np
 
 from .errors import TraceError
 
-__all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages", "Deferred"]
+__all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages", "Deferred",
+           "predecessors", "successors"]
 
 StageKind = Literal[
     "conv", "norm", "activation", "pool", "dense", "flatten", "dropout",
@@ -32,7 +33,8 @@ StageKind = Literal[
 STAGE_KINDS: tuple[str, ...] = get_args(StageKind)
 
 _FORMAT = "convlens-trace"
-_VERSION = 1
+_VERSION = 2
+_READS = (1, 2)  # version 1: one "source" per stage (sources derived from it)
 
 
 _PLAIN = frozenset({bool, int, float, str, type(None)})
@@ -108,9 +110,18 @@ class Stage:
     params: dict[str, Any] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     source: int | None = None
-    """Index of the stage whose output fed this one; -1 for the model input; None if unknown."""
+    """Index of the stage whose output fed this one (its first input); -1 for the model
+    input; None if unknown.  Always ``sources[0]`` when ``sources`` is not empty."""
+    sources: tuple[int, ...] = ()
+    """Every stage that fed this one, in argument order (-1 = the model input): the
+    edges of the Trace's graph.  A merge (add, concat, multiply) lists all its inputs."""
 
     def __post_init__(self) -> None:
+        self.sources = tuple(int(i) for i in self.sources)
+        if not self.sources and self.source is not None:
+            self.sources = (int(self.source),)
+        elif self.sources and self.source is None:
+            self.source = self.sources[0]
         if self.kind not in STAGE_KINDS:
             raise TraceError(
                 f"unknown stage kind {self.kind!r}; expected one of {', '.join(STAGE_KINDS)}"
@@ -121,14 +132,16 @@ class Stage:
     @classmethod
     def _trusted(cls, index: int, name: str, kind: str, op: str, output: Any,
                  params: dict[str, Any], weights: dict[str, np.ndarray],
-                 source: int | None) -> "Stage":
+                 source: int | None, sources: tuple[int, ...] | None = None) -> "Stage":
         """A Stage from values already in canonical form (params frozen, weights float32
         arrays, output a float32/float16 array or a :class:`Deferred`): the capture's
         fast path, skipping the checks and conversions of ``__init__``."""
         st = cls.__new__(cls)
         d = st.__dict__
+        if sources is None:
+            sources = () if source is None else (source,)
         d.update(index=index, name=name, kind=kind, op=op, params=params, weights=weights,
-                 source=source)
+                 source=sources[0] if sources else source, sources=sources)
         if type(output) is Deferred:
             d["_output"], d["_deferred"] = None, output
         else:
@@ -189,8 +202,8 @@ class Stage:
         """Exact equality of every field, arrays compared element-wise and by dtype."""
         return (
             isinstance(other, Stage)
-            and (self.index, self.name, self.kind, self.op, self.source)
-            == (other.index, other.name, other.kind, other.op, other.source)
+            and (self.index, self.name, self.kind, self.op, self.source, self.sources)
+            == (other.index, other.name, other.kind, other.op, other.source, other.sources)
             and self.params == other.params
             and _arrays_equal(self.output, other.output)
             and self.weights.keys() == other.weights.keys()
@@ -444,7 +457,8 @@ class Trace:
             "stages": [
                 {
                     "index": s.index, "name": s.name, "kind": s.kind, "op": s.op,
-                    "params": s.params, "source": s.source, "weights": list(s.weights),
+                    "params": s.params, "source": s.source, "sources": list(s.sources),
+                    "weights": list(s.weights),
                 }
                 for s in self.stages
             ],
@@ -480,17 +494,18 @@ class Trace:
             header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
             if header.get("format") != _FORMAT:
                 raise ValueError("missing format marker")
-            if header.get("version") != _VERSION:
+            if header.get("version") not in _READS:
                 raise TraceError(
                     f"{path}: trace format version {header.get('version')} is not supported; "
-                    f"this convlens reads version {_VERSION}"
+                    f"this convlens reads versions {', '.join(map(str, _READS))}; "
+                    "capture the model again with this convlens"
                 )
             stages = [
                 Stage(
                     index=h["index"], name=h["name"], kind=h["kind"], op=h["op"],
                     output=arrays[f"s{i}.output"], params=h["params"],
                     weights={k: arrays[f"s{i}.w.{k}"] for k in h["weights"]},
-                    source=h["source"],
+                    source=h["source"], sources=_loaded_sources(h),
                 )
                 for i, h in enumerate(header["stages"])
             ]
@@ -523,6 +538,33 @@ class Trace:
             and len(self.stages) == len(other.stages)
             and all(a.equals(b) for a, b in zip(self.stages, other.stages))
         )
+
+
+def _loaded_sources(h: dict[str, Any]) -> tuple[int, ...]:
+    """A saved stage's sources (version 1 files kept merges' inputs in params)."""
+    if "sources" in h:
+        return tuple(h["sources"])
+    merged = (h.get("params") or {}).get("sources")
+    if merged and all(isinstance(i, int) for i in merged):
+        return tuple(merged)
+    return () if h["source"] is None else (h["source"],)
+
+
+def predecessors(stages: Sequence[Stage]) -> dict[int, tuple[int, ...]]:
+    """``stage index -> indices of the stages that fed it`` (-1 = the model input)."""
+    return {s.index: s.sources for s in stages}
+
+
+def successors(stages: Sequence[Stage]) -> dict[int, list[int]]:
+    """``stage index (or -1, the model input) -> indices of the stages it fed``, in
+    execution order: the graph walked forwards."""
+    out: dict[int, list[int]] = {-1: []}
+    for s in stages:
+        out.setdefault(s.index, [])
+    for s in stages:
+        for src in dict.fromkeys(s.sources):
+            out.setdefault(src, []).append(s.index)
+    return out
 
 
 def select_stages(

@@ -121,9 +121,14 @@ def capture(
         keep = _Selector(selectors)
     if framework == "torch":
         from .torch import capture_torch
-        stages, output, model_name = capture_torch(model, x, keep, opts)
+        result = capture_torch(model, x, keep, opts)
     else:
-        stages, output, model_name = _adapter(framework)(model, x, keep)
+        result = _adapter(framework)(model, x, keep)
+    # an adapter returns (stages, output, model name[, notices]): notices name what it
+    # computed but could not record as stages (never dropped silently)
+    stages, output, model_name = result[:3]
+    notices = list(result[3]) if len(result) > 3 else []
+    if framework != "torch":
         stages = finish_stages(stages, opts, opts.sink())
     if keep is not None:
         keep.check()
@@ -139,7 +144,8 @@ def capture(
                                 output=final, source=None))
     return Trace(
         stages=stages, input=batch, framework=framework, model_name=name or model_name,
-        model_input=x, preprocessing=steps, meta=meta or {},
+        model_input=x, preprocessing=steps,
+        meta={**(meta or {}), **({"notices": notices} if notices else {})},
     )
 
 

@@ -101,6 +101,7 @@ def to_folder(trace: Trace, folder: str | Path) -> Path:
             scales.append(sc)
         records.append({
             "index": s.index, "name": s.name, "kind": s.kind, "op": s.op, "source": s.source,
+            "sources": list(s.sources),
             "params": s.params, "shape": list(x.shape), "cols": cols, "files": files,
             "scales": scales, "nonfinite": int((~np.isfinite(x)).sum()),
         })
@@ -174,7 +175,8 @@ def from_folder(folder: str | Path) -> Trace:
                     out[i, k] = _decode(q[row * hh:(row + 1) * hh, col * ww:(col + 1) * ww],
                                         *scales[k])
             stages.append(Stage(r["index"], r["name"], r["kind"], r["op"], out,
-                                params=r["params"], source=r["source"]))
+                                params=r["params"], source=r["source"],
+                                sources=tuple(r.get("sources") or ())))
         return Trace(stages=stages, input=images, framework=m["framework"],
                      model_name=m["model_name"], preprocessing=m["preprocessing"],
                      meta=m["meta"])
