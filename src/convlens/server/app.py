@@ -7,6 +7,7 @@ Routes (the schema is served at ``/openapi.json``, the docs at ``/docs``):
 ``GET  /api/info``                                       images, models, colour maps, limits
 ``POST /api/images``                                     upload an image (multipart ``file``)
 ``POST /api/traces``                                     run a model: a binary frame
+``GET  /api/traces/{tid}``                               a held trace's frame, again
 ``GET  /api/traces/{tid}/stages/{pos}/channels``         channels of one stage: a binary frame
 ``GET  /api/traces/{tid}/stages/{pos}/explain``          one value's receptive field + arithmetic
 ``GET  /api/traces/{tid}/stages/{pos}/png``              the stage as a PNG (convlens.render)
@@ -25,7 +26,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ConvlensError, ImageError
+from ..trace import Trace
 from . import compute, features
 from .compute import DEFAULT_SPEC
 from .arithmetic import explain_position
@@ -82,15 +84,22 @@ def _safe_name(name: str | None) -> str:
 
 def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                allowed_hosts: list[str] | None = None,
-               torch_threads: int | None = None) -> FastAPI:
+               torch_threads: int | None = None,
+               traces: Sequence[Trace] | Mapping[str, Trace] = ()) -> FastAPI:
     """The explorer app.  ``model`` is a model file or ``zoo:NAME`` offered on the page
     (loaded on first use); ``allowed_hosts`` limits the ``Host`` header (a guard against
     DNS rebinding when serving on loopback); ``torch_threads`` sets PyTorch's CPU threads
     before each capture (``convlens serve`` uses 1: on a small shared machine one thread
-    is faster and steadier for these small batches)."""
+    is faster and steadier for these small batches).  ``traces`` are Traces made
+    elsewhere (``convlens.capture``, ``Trace.load``), a mapping gives them labels: the
+    page offers them among the models and opens the first; they get ids ``t1``, ``t2``...
+    in order."""
     from .. import __version__
 
     state = ExplorerState(cli_model=model, torch_threads=torch_threads)
+    items = traces.items() if isinstance(traces, Mapping) else ((None, t) for t in traces)
+    for label, tr in items:
+        compute.pin_trace(state, tr, label)
     app = FastAPI(title="convlens explorer", version=__version__,
                   description="See what a CNN does to an image, stage by stage.")
     app.state.explorer = state
@@ -155,6 +164,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
             default_diverging=colormaps.DEFAULT_DIVERGING,
             limits={**compute.LIMITS, "upload_bytes": max_upload_bytes},
             features=features.available(),
+            traces=[ModelInfo(id=e.id, label=e.cache["label"]) for e in state.pinned.values()],
         )
 
     @app.post("/api/images", response_model=UploadResult, responses=_ERRORS,
@@ -178,6 +188,14 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
         entry, ms = compute.make_entry(state, req.image, req.model,
                                        req.spec if req.model == "toy" else None, req.seed)
         frame = compute.journey_frame(entry, features.available(entry.trace, entry.model_id), ms)
+        return Response(frame, media_type="application/octet-stream")
+
+    @app.get("/api/traces/{tid}", responses={**_BINARY, **_ERRORS},
+             summary="A trace the server holds, as the frame POST /api/traces returned")
+    def held_trace(tid: str = _tid()) -> Response:
+        entry = state.trace(tid)
+        frame = compute.journey_frame(entry, features.available(entry.trace, entry.model_id),
+                                      0.0)
         return Response(frame, media_type="application/octet-stream")
 
     @app.get("/api/traces/{tid}/stages/{pos}/channels", responses={**_BINARY, **_ERRORS},

@@ -5,8 +5,11 @@ For the position a visitor points at: the receptive field on the input (from
 the step's arithmetic from :mod:`convlens.ops`: a conv's window x kernel summed over
 the input channels plus the bias (:func:`~convlens.ops.conv2d_at`), a pool's window and
 pick (:func:`~convlens.ops.pool2d_at`), an activation ``f(x)``, a batch norm's
-``(x - mean) / sqrt(var + eps) * gamma + beta``, a dense unit's largest terms.  Each
-answer also carries ``captured``: the value the network really produced there.
+``(x - mean) / sqrt(var + eps) * gamma + beta``, a dense unit's largest terms, and a
+merge's every operand at that position, read from the stages that fed it (add, subtract,
+multiply with broadcasting, divide, mean, max, min: ``a + b = c``; concatenate and stack:
+which value of which input this one is).  Each answer also carries ``captured``: the
+value the network really produced there, and ``inputs``: the stages that fed this one.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 from .. import ops
 from ..errors import ConvlensError
 from ..trace import Stage, Trace
+from .graph import Operand, concat_dim, inputs_of, merge_operation, operands, positions
 from .state import Missing, TraceEntry
 
 __all__ = ["explain_position", "MAX_SHOWN_CHANNELS", "MAX_SUMS"]
@@ -44,18 +48,14 @@ def _f(v: Any) -> Any:
     return v
 
 
-def _input_of(trace: Trace, pos: int) -> tuple[np.ndarray | None, str]:
-    """``(array fed to stage pos (B, ...) or None, its name)``."""
-    stage = trace.stages[pos]
-    if stage.source == -1 or (stage.source is None and pos == 0):
+def _input_of(trace: Trace, pos: int, where: dict[int, int]) -> tuple[np.ndarray | None, str]:
+    """``(array fed to stage pos (B, ...) or None, its name)``: its first input."""
+    p = inputs_of(trace, pos, where)[0]
+    if p == -1:
         return trace.model_input, "input"
-    if stage.source is None:
-        prev = trace.stages[pos - 1]
-        return prev.output, prev.name
-    for s in trace.stages:
-        if s.index == stage.source:
-            return s.output, s.name
-    return None, "?"
+    if p is None:
+        return None, f"stage {trace.stages[pos].source}"
+    return trace.stages[p].output, trace.stages[p].name
 
 
 def _receptive(trace: Trace, pos: int, position: tuple[int, int] | None) -> dict | None:
@@ -96,15 +96,22 @@ def explain_position(entry: TraceEntry, pos: int, channel: int, row: int, col: i
                           f"channel 0, row 0, col 0..{n - 1}")
         captured = float(out.reshape(-1)[col])
         rf = _receptive(trace, pos, None)
-    x, x_name = _input_of(trace, pos)
+    where = positions(trace.stages)
+    x, x_name = _input_of(trace, pos, where)
+    ins = inputs_of(trace, pos, where)
     answer: dict[str, Any] = {
         "stage": stage.name, "position": pos, "kind": stage.kind, "op": stage.op,
         "channel": channel, "row": row, "col": col, "captured": captured,
         "input_name": x_name, "receptive_field": rf,
+        "inputs": [{"name": "input" if p == -1 else trace.stages[p].name if p is not None
+                    else f"stage {i}", "position": p}
+                   for i, p in zip(stage.sources or (None,), ins)],
     }
     try:
-        answer["arithmetic"] = _arithmetic(stage, x[0] if x is not None else None,
-                                           channel, row, col)
+        at = (0, channel, row, col) if stage.is_spatial else (0, col)
+        merge = _merge(trace, pos, at, where) if stage.kind == "merge" else None
+        answer["arithmetic"] = merge if merge is not None else _arithmetic(
+            stage, x[0] if x is not None else None, channel, row, col)
     except ConvlensError as exc:
         answer["arithmetic"] = {"type": "none", "note": str(exc)}
     return _f(answer)
@@ -205,3 +212,130 @@ def _pool(stage: Stage, x: np.ndarray, ch: int, row: int, col: int) -> dict:
             "window": a["window"], "in_padding": a["in_padding"], "origin": list(a["origin"]),
             "pick": list(a["pick"]) if a["pick"] is not None else None, "count": a["count"],
             "value": float(a["value"])}
+
+
+# -- merges --------------------------------------------------------------------------
+_SYMBOLS = {"add": "+", "sub": "−", "rsub": "−", "mul": "×", "div": "/", "rdiv": "/"}
+
+
+def _operand_record(o: Operand, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"name": o.name, "position": o.position, "constant": o.constant, **extra}
+
+
+def _merge(trace: Trace, pos: int, at: tuple[int, ...], where: dict[int, int]) -> dict | None:
+    """Every operand of merge stage ``pos`` at output index ``at`` (batch item 0), read
+    from the arrays that fed it; None when it is not a merge this knows (the caller then
+    shows its first input)."""
+    stage = trace.stages[pos]
+    operation = merge_operation(stage)
+    found = operands(trace, pos, where)
+    if operation in ("cat", "stack"):
+        return _join(trace, stage, operation, found, at)
+    out_shape = stage._array_shape
+    terms: list[dict[str, Any]] = []
+    values: list[np.float32] = []
+    for o in found:
+        if o.array is None:
+            terms.append(_operand_record(o, {"value": None, "note": "not held by this trace"}))
+            continue
+        a = np.asarray(o.array)
+        lead = 1 if not o.constant else 0  # stages and the input carry the batch axis
+        if a.ndim > len(out_shape) or any(
+                n not in (1, m) for n, m in zip(a.shape[::-1], out_shape[::-1])):
+            terms.append(_operand_record(o, {
+                "value": None, "shape": list(a.shape[lead:]),
+                "note": f"shape {tuple(a.shape)} does not broadcast to {tuple(out_shape)}"}))
+            continue
+        off = len(out_shape) - a.ndim
+        src = tuple(0 if a.shape[k] == 1 else at[off + k] for k in range(a.ndim))
+        v = np.float32(a[src])
+        values.append(v)
+        terms.append(_operand_record(o, {
+            "value": float(v), "index": [int(i) for i in src[lead:]],
+            "shape": list(a.shape[lead:]),
+            "broadcast": bool(a.ndim < len(out_shape) or any(
+                a.shape[k] == 1 and out_shape[off + k] > 1 for k in range(lead, a.ndim)))}))
+    ans: dict[str, Any] = {"type": "merge", "operation": operation,
+                           "symbol": _SYMBOLS.get(operation or "", ""), "operands": terms}
+    if operation in ("rsub", "rdiv"):  # reflected: the constant comes first (1 - x)
+        ans["operands"] = terms[::-1]
+        values = values[::-1]
+    if operation is None:
+        ans["note"] = (f"{stage.op}: convlens does not know this merge; its operands at this "
+                       "position are shown")
+        return ans
+    if len(values) != len(found) or not values:
+        ans["note"] = "an operand is missing, so the result cannot be written out"
+        return ans
+    ans["value"] = float(_fold(operation, values))
+    return ans
+
+
+def _fold(operation: str, values: list[np.float32]) -> np.float32:
+    """The operation over the operands in float32, left to right, as the network did."""
+    acc = values[0]
+    if operation == "mean":
+        for v in values[1:]:
+            acc = np.float32(acc + v)
+        return np.float32(acc / np.float32(len(values)))
+    for v in values[1:]:
+        if operation == "add":
+            acc = np.float32(acc + v)
+        elif operation in ("sub", "rsub"):
+            acc = np.float32(acc - v)
+        elif operation == "mul":
+            acc = np.float32(acc * v)
+        elif operation in ("div", "rdiv"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                acc = np.float32(acc / v)
+        elif operation == "max":
+            acc = max(acc, v)
+        elif operation == "min":
+            acc = min(acc, v)
+    return acc
+
+
+_AXES = {4: {1: "channel", 2: "row", 3: "col"}, 2: {1: "unit"}}
+
+
+def _join(trace: Trace, stage: Stage, operation: str, found: list[Operand],
+          at: tuple[int, ...]) -> dict:
+    """Concatenation / stacking: which value of which input sits at ``at``."""
+    parts = [o for o in found if not o.constant]
+    if any(o.array is None for o in parts):
+        return {"type": "none", "note": "an input of this concatenation is not held by this "
+                "trace, so its channels cannot be placed"}
+    shapes = [tuple(np.shape(o.array)) for o in parts]
+    out = stage._array_shape
+    axes = _AXES.get(len(out), {})
+    if operation == "cat":
+        d = concat_dim(stage, shapes, trace.framework)
+        if d is None:
+            return {"type": "none", "note": f"inputs of shapes {shapes} do not join into "
+                    f"{tuple(out)} along one dimension"}
+        bounds, start = [], 0
+        for o, sh in zip(parts, shapes):
+            bounds.append({"name": o.name, "position": o.position, "start": start,
+                           "stop": start + sh[d]})
+            start += sh[d]
+        k = at[d]
+        j = next(i for i, b in enumerate(bounds) if b["start"] <= k < b["stop"])
+        src = at[:d] + (k - bounds[j]["start"],) + at[d + 1:]
+    else:  # stack: a new dimension
+        d = stage.params.get("dim", 1)
+        d = d + len(out) if isinstance(d, int) and d < 0 else d
+        if not (isinstance(d, int) and 0 < d < len(out) and out[d] == len(parts) and all(
+                sh == out[:d] + out[d + 1:] for sh in shapes)):
+            return {"type": "none", "note": f"inputs of shapes {shapes} do not stack into "
+                    f"{tuple(out)}"}
+        bounds = [{"name": o.name, "position": o.position, "start": i, "stop": i + 1}
+                  for i, o in enumerate(parts)]
+        k = j = at[d]
+        src = at[:d] + at[d + 1:]
+    v = np.float32(parts[j].array[src])
+    return {"type": "concat", "operation": operation, "dim": int(d),
+            "axis": axes.get(d, f"dim {d}"), "at": int(k), "parts": bounds,
+            "source": {"name": parts[j].name, "position": parts[j].position, "part": j,
+                       "index": [int(i) for i in src[1:]],
+                       "at": int(src[d]) if operation == "cat" else None, "value": float(v)},
+            "value": float(v)}

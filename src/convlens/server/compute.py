@@ -15,11 +15,12 @@ import numpy as np
 
 from ..errors import SpecError
 from ..trace import Stage, Trace
+from .graph import consumers, inputs_of, merge_operation, positions
 from .encode import encode_channels, finite_minmax, pack, quantize
 from .state import ExplorerState, TraceEntry
 
 __all__ = ["DEFAULT_SPEC", "LIMITS", "check_spec", "make_entry", "journey_frame", "channels_frame",
-           "predictions", "display_image", "stage_at"]
+           "predictions", "display_image", "stage_at", "pin_trace"]
 
 DEFAULT_SPEC = "conv(3, 3x3) relu maxpool(3) conv(3, 3x3) relu maxpool(2)"
 """The toy network the page starts with (the 2017 tutorial's two-layer experiment)."""
@@ -115,6 +116,12 @@ def make_entry(state: ExplorerState, image_id: str, model_id: str, spec: str | N
     return state.add_trace(trace, image_id, model_id, spec, seed, display_image(trace)), ms
 
 
+def pin_trace(state: ExplorerState, trace: Trace, label: str | None = None) -> TraceEntry:
+    """Hold a Trace captured elsewhere (or loaded with ``Trace.load``) for the page."""
+    label = label or f"{trace.model_name} ({len(trace)} stages, saved)"
+    return state.pin(trace, display_image(trace), label)
+
+
 def stage_at(entry: TraceEntry, position: int) -> Stage:
     from .state import Missing
     stages = entry.trace.stages
@@ -153,13 +160,16 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return conv(params)
 
 
-def _stage_record(stage: Stage, position: int) -> dict[str, Any]:
+def _stage_record(stage: Stage, position: int, inputs: list[int | None],
+                  used_by: list[int]) -> dict[str, Any]:
     x = stage.output[0]
     r = finite_minmax(x)
     return {
         "position": position, "index": stage.index, "name": stage.name, "kind": stage.kind,
         "op": stage.op, "shape": list(stage.shape), "shape_str": stage.shape_str,
         "spatial": stage.is_spatial, "params": _jsonable(stage.params), "source": stage.source,
+        "sources": list(stage.sources), "inputs": inputs, "consumers": used_by,
+        "merge": merge_operation(stage) if stage.kind == "merge" else None,
         "min": r[0] if r else 0.0, "max": r[1] if r else 0.0,
         "has_weights": sorted(stage.weights),
     }
@@ -188,8 +198,11 @@ def journey_frame(entry: TraceEntry, features: dict[str, bool], capture_ms: floa
     disp = np.round(np.clip(entry.display, 0, 1) * 255).astype(np.uint8)
     blobs.append(np.ascontiguousarray(disp))
     stages = []
+    where = positions(trace.stages)
+    inputs = [inputs_of(trace, p, where) for p in range(len(trace.stages))]
+    used_by = consumers(inputs)
     for pos, stage in enumerate(trace.stages):
-        rec = _stage_record(stage, pos)
+        rec = _stage_record(stage, pos, inputs[pos], used_by[pos])
         desc, q = _preview(stage)
         desc["blob"] = len(blobs)
         blobs.append(q)

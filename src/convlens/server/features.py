@@ -33,8 +33,8 @@ def _gradcam_fn():
 def available(trace: Trace | None = None, model_id: str | None = None) -> dict[str, bool]:
     """Which optional features this installation supports; given a trace (and the id of
     the model that made it), which apply to it.  Grad-CAM needs a classifier the server
-    keeps (a zoo model or the command-line model, not a toy network)."""
-    classifier = trace is not None and model_id not in (None, "toy") and bool(
+    keeps (a zoo model or the command-line model, not a toy network or a held Trace)."""
+    classifier = trace is not None and model_id not in (None, "toy", "held") and bool(
         trace.stages and not trace.stages[-1].is_spatial and trace.meta.get("class_names"))
     return {
         "architecture": _has("convlens.explain.architecture"),

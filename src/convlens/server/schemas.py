@@ -50,6 +50,9 @@ class Info(BaseModel):
     default_diverging: str
     limits: dict[str, int]
     features: dict[str, bool]
+    traces: list[ModelInfo] = Field(default_factory=list, description="Traces the server "
+                                    "holds (create_app(traces=...), serve --trace): open "
+                                    "one with GET /api/traces/{id}")
 
 
 class UploadResult(BaseModel):

@@ -105,6 +105,9 @@ class ExplorerState:
         self.images = _LRU(max_images)
         self.traces = _LRU(64, max_trace_bytes)
         self.models: dict[str, ModelEntry] = {}
+        self.pinned: dict[str, TraceEntry] = {}
+        """Traces handed to the server (``create_app(traces=...)``, ``serve --trace``):
+        kept for the server's life, never evicted."""
         self.model_lock = threading.Lock()
         self.compute_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -197,7 +200,17 @@ class ExplorerState:
         self.traces.put(tid, entry, nbytes)
         return entry
 
+    def pin(self, trace: Trace, display: np.ndarray, label: str) -> TraceEntry:
+        """Hold a Trace made elsewhere for the server's life (model and image "held")."""
+        tid = f"t{next(self._ids)}"
+        entry = TraceEntry(tid, trace, "held", "held", None, 0, display, 0,
+                           cache={"label": label})
+        self.pinned[tid] = entry
+        return entry
+
     def trace(self, trace_id: str) -> TraceEntry:
+        if trace_id in self.pinned:
+            return self.pinned[trace_id]
         hit = self.traces.get(trace_id)
         if hit is None:
             raise Missing(f"trace {trace_id!r} is not held by this server any more (it "

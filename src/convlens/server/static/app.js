@@ -1,6 +1,7 @@
 // The explorer page: wires the image and model choices, the toy-network editor, the
 // journey, the stage grid and the channel view together.  No build step: plain ES modules.
-import { ApiError, getJSON, postTrace, uploadImage } from "./api.js";
+import { ApiError, getFrame, getJSON, postTrace, uploadImage } from "./api.js";
+import { stageLink } from "./arithmetic.js";
 import { ChannelView } from "./channelview.js";
 import { NORM_LABELS, Palette, drawColorbar, fmt, scaleFor } from "./colour.js";
 import { Editor } from "./editor.js";
@@ -38,7 +39,9 @@ async function requestTrace(reason, t0 = performance.now()) {
   status(`computing… (${reason})`);
   document.body.setAttribute("aria-busy", "true");
   try {
-    const frame = await postTrace(body, state.ctrl.signal);
+    const frame = model.startsWith("held:")  // a trace the server holds: shown as it is
+      ? await getFrame(`/api/traces/${model.slice(5)}`, { signal: state.ctrl.signal })
+      : await postTrace(body, state.ctrl.signal);
     if (seq !== state.seq) return;
     const t1 = performance.now();
     clearError();
@@ -89,7 +92,12 @@ function showModelInfo(h) {
   const toy = h.trace.model_id === "toy";
   $("#editor").hidden = !toy;
   box.hidden = toy;
-  if (!toy) {
+  if (h.trace.model_id === "held") {
+    const merges = h.stages.filter((s) => s.kind === "merge").length;
+    $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), a trace captured ` +
+      `elsewhere: ${h.stages.length} stages, ${merges} merge${merges === 1 ? "" : "s"}. It shows the ` +
+      `image it was captured on (${h.trace.original[0]}x${h.trace.original[1]}); the image choice does not apply.`;
+  } else if (!toy) {
     const steps = h.trace.preprocessing.filter((p) => p.op !== "layout").map((p) => p.op).join(", ");
     $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), ${h.stages.length} stages. ` +
       `Input ${h.trace.original[0]}x${h.trace.original[1]}` +
@@ -141,11 +149,40 @@ function showStageHead(stage) {
   }
 }
 
+// The graph around a stage: the stages that fed it and the stages it fed, as links.
+const MAX_LINKS = 12;
+function showLinks(stage) {
+  const nav = $("#stage-links");
+  nav.replaceChildren();
+  const stages = state.frame.header.stages;
+  const link = (p, fallback) => (p === -1 ? stageLink("input", -1, null)
+    : p === null ? stageLink(fallback, null, null) : stageLink(stages[p].name, p, gotoStage));
+  const group = (label, cls, items) => {
+    const g = document.createElement("span");
+    g.className = cls;
+    g.append(label);
+    items.slice(0, MAX_LINKS).forEach((x, i) => { if (i) g.append(" "); g.append(x); });
+    if (items.length > MAX_LINKS) g.append(` … and ${items.length - MAX_LINKS} more`);
+    return g;
+  };
+  const ins = (stage.inputs || []).map((p, i) => link(p, `stage ${stage.sources[i]} (not in this trace)`));
+  const label = stage.merge ? `${stage.merge} of ${ins.length}: ` : ins.length > 1 ? "inputs: " : "input: ";
+  nav.append(group(label, "inputs", ins));
+  const outs = (stage.consumers || []).map((p) => link(p));
+  nav.append(group(" → used by: ", "consumers", outs.length ? outs : ["nothing (an output)"]));
+}
+
+function gotoStage(pos, channel = null) {
+  if (channel !== null) state.channel = channel;
+  journey.select(pos, true);
+}
+
 function selectStage(pos) {
   const h = state.frame.header;
   const stage = h.stages[pos];
   state.stage = pos;
   showStageHead(stage);
+  showLinks(stage);
   grid.show(h.trace.id, stage, h.global, colours());
   // an open channel stays open (clamped to this stage's channels)
   if (state.channel !== null) openChannel(Math.min(state.channel, stage.spatial ? stage.shape[0] - 1 : 0));
@@ -251,14 +288,22 @@ async function main() {
   for (const im of info.images) imgSel.append(new Option(im.label, im.id));
   const modelSel = $("#model-select");
   for (const m of info.models) modelSel.append(new Option(m.label, m.id));
+  for (const t of info.traces || []) modelSel.append(new Option(t.label, `held:${t.id}`));
   modelSel.value = info.default_model;
+  // a held trace opens first; #trace=tN in the address opens that one
+  const asked = /^#trace=(t[0-9]{1,9})$/.exec(location.hash);
+  if (asked) {
+    let opt = [...modelSel.options].find((o) => o.value === `held:${asked[1]}`);
+    if (!opt) modelSel.append((opt = new Option(`trace ${asked[1]}`, `held:${asked[1]}`)));
+    modelSel.value = opt.value;
+  } else if (info.traces && info.traces.length) modelSel.value = `held:${info.traces[0].id}`;
   const cmapSel = $("#cmap-select");
   for (const name of [...info.sequential, ...info.diverging]) cmapSel.append(new Option(name, name));
 
   editor = new Editor($("#editor"), () => requestTrace("network"));
   journey = new Journey($("#journey"), selectStage);
   grid = new StageGrid($("#grid"), (c, unit) => openChannel(c, unit ?? null), showError);
-  channel = new ChannelView($("#channel-view"), showError);
+  channel = new ChannelView($("#channel-view"), showError, gotoStage);
   channel.clear();
 
   imgSel.addEventListener("change", () => requestTrace("image"));

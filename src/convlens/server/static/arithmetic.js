@@ -39,15 +39,16 @@ function valueLine(parts, value, captured) {
   return [p, cap];
 }
 
-export function renderArithmetic(box, a) {
+// `goto(position, channel)` opens another stage (the operands of a merge link to theirs).
+export function renderArithmetic(box, a, goto = null) {
   const ar = a.arithmetic;
   box.replaceChildren();
   const head = el("p", "where",
     `${a.stage} · ${a.kind === "dense" || a.kind === "activation" && ar.type === "softmax" ? `unit ${a.col}` :
       `channel ${a.channel}, row ${a.row}, col ${a.col}`}`);
   box.append(head);
-  const fn = { conv, pool, activation, norm, dense, softmax }[ar.type];
-  if (fn) fn(box, ar, a);
+  const fn = { conv, pool, activation, norm, dense, softmax, merge, concat }[ar.type];
+  if (fn) fn(box, ar, a, goto);
   else {
     box.append(el("p", "note", ar.note || "no arithmetic view for this stage"));
     if (ar.x !== undefined) box.append(el("p", "", `input value ${fmt(ar.x)}`));
@@ -133,4 +134,92 @@ function dense(box, ar, a) {
 function softmax(box, ar, a) {
   box.append(el("p", "explain", `softmax: e^(x − max) / Σ e^(x − max) over every unit of ${a.input_name}.`));
   box.append(...valueLine([`e^(${fmt(ar.x)} − ${fmt(ar.max)}) / ${fmt(ar.denominator)} = `], ar.value, a.captured));
+}
+
+// A link to a stage (a button: it selects the stage in the page), or plain text for the
+// model input, a constant or a stage the trace does not hold.
+export function stageLink(name, position, goto, channel = null, cls = "stage-link") {
+  if (position === null || position === undefined || position < 0 || !goto) {
+    return el("span", "stage-ref", name);
+  }
+  const b = el("button", cls, name);
+  b.type = "button";
+  b.dataset.position = position;
+  if (channel !== null) b.dataset.channel = channel;
+  b.title = `open ${name}` + (channel !== null ? `, channel ${channel}` : "");
+  b.addEventListener("click", () => goto(position, channel));
+  return b;
+}
+
+const MERGE_TEXT = {
+  add: "the sum of", sub: "the first minus the others of", rsub: "the first minus the others of",
+  mul: "the product of", div: "the first divided by the others of", rdiv: "the first divided by the others of",
+  mean: "the mean of", max: "the largest of", min: "the smallest of",
+};
+
+function where(o) {
+  if (o.constant) return o.shape && o.shape.length ? `constant of shape ${o.shape.join("x")}` : "constant";
+  if (!o.index) return "";
+  const at = o.index.length === 3
+    ? `channel ${o.index[0]}, row ${o.index[1]}, col ${o.index[2]}`
+    : o.index.length === 1 ? `unit ${o.index[0]}` : `at ${o.index.join(", ")}`;
+  return at + (o.broadcast ? ` (its ${o.shape.join("x")} output broadcast)` : "");
+}
+
+function merge(box, ar, a, goto) {
+  const n = ar.operands.length;
+  box.append(el("p", "explain", ar.operation
+    ? `${a.op}: each value is ${MERGE_TEXT[ar.operation] || ar.operation} the values of its ${n} operand${n > 1 ? "s" : ""} at the same position.`
+    : ar.note));
+  const t = el("table", "operands");
+  ar.operands.forEach((o, i) => {
+    const tr = el("tr");
+    tr.dataset.operand = i;
+    const name = el("td");
+    name.append(o.constant ? el("span", "stage-ref", o.name) : stageLink(o.name, o.position, goto,
+      o.index && o.index.length === 3 ? o.index[0] : null));
+    const v = el("td", "num", o.value === null ? "—" : fmt(o.value));
+    if (o.value !== null) v.dataset.value = String(o.value);
+    tr.append(el("td", "sym", i === 0 ? "" : ar.symbol || ","), name, el("td", "at", o.note || where(o)), v);
+    t.append(tr);
+  });
+  box.append(t);
+  if (ar.value === undefined) {
+    if (ar.operation) box.append(el("p", "note", ar.note));
+    box.append(...valueLine(["value = "], a.captured, a.captured));
+    return;
+  }
+  const vals = ar.operands.map((o) => fmt(o.value));
+  let lhs;
+  if (ar.operation === "mean") lhs = `(${vals.join(" + ")}) / ${n} = `;
+  else if (ar.operation === "max" || ar.operation === "min") lhs = `${ar.operation}(${vals.join(", ")}) = `;
+  else lhs = `${vals.join(` ${ar.symbol} `)} = `;
+  box.append(...valueLine([lhs], ar.value, a.captured));
+}
+
+function concat(box, ar, a, goto) {
+  const what = ar.axis === "channel" ? "channels" : ar.axis === "unit" ? "units" : ar.axis + "s";
+  const joined = ar.operation === "stack" ? "stacked along a new dimension" : `joined along the ${what}`;
+  const p = el("p", "explain", `${a.op}: its inputs ${joined}: `);
+  ar.parts.forEach((part, i) => {
+    if (i) p.append(", ");
+    p.append(stageLink(part.name, part.position, goto), ` (${ar.axis} ${part.start}` +
+      (part.stop - part.start > 1 ? `..${part.stop - 1}` : "") + ")");
+  });
+  p.append(".");
+  box.append(p);
+  const src = ar.source;
+  const eq = el("p", "equation join");
+  const target = ar.axis === "channel" ? src.at : null;
+  eq.append(`${ar.axis} ${ar.at} is ${ar.operation === "stack" ? "" : `${ar.axis} ${src.at} of `}`,
+    stageLink(src.name, src.position, goto, target), ": ");
+  const out = el("output", "value", fmt(ar.value));
+  out.id = "arith-value";
+  out.dataset.value = String(ar.value);
+  eq.append(out);
+  eq.dataset.source = src.name;
+  box.append(eq);
+  const cap = el("p", "captured", `the network computed ${fmt(a.captured)} here`);
+  cap.dataset.value = String(a.captured);
+  box.append(cap);
 }

@@ -15,9 +15,10 @@ function fitCSS(canvas, w, h, box = BOX) {
 }
 
 export class ChannelView {
-  constructor(root, onError) {
+  constructor(root, onError, goto = null) {
     this.root = root;
     this.onError = onError;
+    this.goto = goto;
     this.title = root.querySelector("#channel-title");
     this.canvas = root.querySelector("#channel-canvas");
     this.marks = root.querySelector("#channel-marks");
@@ -155,7 +156,7 @@ export class ChannelView {
     try {
       const a = await getJSON(explainURL(traceId, s.position, ch, row, col));
       if (this.stage === s && this.traceId === traceId && !this.pending) {
-        renderArithmetic(this.box, a);
+        renderArithmetic(this.box, a, this.goto);
         this.box.dataset.row = row;
         this.box.dataset.col = col;
         this.box.dataset.stage = s.name;

@@ -1,5 +1,6 @@
 // The journey: the input, then every stage as a small picture with its shape, in one
-// scrollable row.  Thumbnails are coloured here from 8-bit codes, so a change of
+// scrollable row.  Where the graph branches, an item says so: a merge lists its inputs
+// ("+ a, b"), a stage fed by anything but the stage before it names its input ("↳ a").  Thumbnails are coloured here from 8-bit codes, so a change of
 // colour map or range repaints them without asking the server.
 import { codeTable, fmt, rangeFor, rgbImageData, scaleFor, toImageData } from "./colour.js";
 
@@ -17,7 +18,7 @@ export class Journey {
   }
 
   signature(frame) {
-    return frame.header.stages.map((s) => `${s.name}:${s.shape}:${s.preview.h}x${s.preview.w}`).join("|");
+    return frame.header.stages.map((s) => `${s.name}:${s.shape}:${s.preview.h}x${s.preview.w}:${s.inputs}`).join("|");
   }
 
   // Show a new trace; the row is rebuilt only when the stages' structure changed.
@@ -38,7 +39,16 @@ export class Journey {
     const input = this.item(-1, "input", `${header.input.h}x${header.input.w}x3`, "what the model sees");
     this.inputCanvas = input.canvas;
     for (const s of header.stages) {
-      const it = this.item(s.position, s.name, s.shape_str, `${s.kind} · ${s.op}`);
+      const from = branchText(s, header.stages);
+      const it = this.item(s.position, s.name, s.shape_str, `${s.kind} · ${s.op}` + (from ? ` · ${from.title}` : ""));
+      if (from) {
+        const f = document.createElement("span");
+        f.className = "from";
+        f.textContent = from.text;
+        it.button.append(f);
+        it.button.classList.add(from.merge ? "merge" : "branch");
+      }
+      if ((s.consumers || []).length > 1) it.button.classList.add("fork");
       this.items.push(it);
     }
     this.selected = Math.min(this.selected, header.stages.length - 1);
@@ -192,4 +202,20 @@ export function drawBars(canvas, s, p, codes, { norm, cmap, palette }, globalRan
   ctx.fillRect(0, Math.round(zero), W, 1);
   canvas.title = `${s.name}: ${p.n} values from ${fmt(p.lo[0])} to ${fmt(p.hi[0])}` +
     (p.sent && p.sent < p.n ? ` (first ${p.sent} shown)` : "");
+}
+
+const SYMBOLS = { add: "+", sub: "−", rsub: "−", mul: "×", div: "/", rdiv: "/", cat: "⧺", stack: "⧺",
+  mean: "avg", max: "max", min: "min" };
+
+// What an item says about the graph: null on the straight path (fed by the stage before).
+export function branchText(s, stages) {
+  const ins = s.inputs || [];
+  const straight = ins.length === 1 && ins[0] === s.position - 1;
+  if (straight || !ins.length) return null;
+  const names = ins.map((p, i) => (p === -1 ? "input" : p === null ? `stage ${s.sources[i]}` : stages[p].name));
+  if (s.kind === "merge" || ins.length > 1) {
+    const sym = SYMBOLS[s.merge] || "⋈";
+    return { merge: true, text: `${sym} ${names.join(", ")}`, title: `${s.merge || "merge"} of ${names.join(", ")}` };
+  }
+  return { merge: false, text: `↳ ${names[0]}`, title: `fed by ${names[0]}` };
 }
