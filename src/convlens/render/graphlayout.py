@@ -268,20 +268,61 @@ def _place_lanes(nodes: list[GraphNode], preds: list[tuple[int, ...]]) -> GraphL
     for v in range(n - 1, 0, -1):
         if v not in on_spine and succs[v]:
             col[v] = max(col[v], min(col[w] for w in succs[v]) - 1)
-    lane = [0] * n
-    used: set[tuple[int, int]] = {(col[v], 0) for v in spine}
-    order = [1, -1, 2, -2, 3, -3, 4, -4]
+    lane = _lanes(preds, succs, col, on_spine)
+    return GraphLayout(nodes, list(preds), col, lane, spine, 0, succs=succs)
+
+
+def _lanes(preds: list[tuple[int, ...]], succs: list[list[int]], col: list[int],
+           on_spine: set[int]) -> list[int]:
+    """Lanes for the side nodes, one lane per branch (a chain of side nodes) where it
+    fits: a branch feeding a merge before the main path's argument goes above it
+    (negative lanes), after it below, the nearer argument the nearer lane."""
+    n = len(preds)
+    chain_of: dict[int, int] = {}
+    chains: list[list[int]] = []
     for v in range(1, n):
         if v in on_spine:
             continue
-        want = [lane[s] for s in preds[v] if s not in on_spine]
-        cands = want[:1] + [o for o in order] + list(range(5, n + 5))
-        for ln in cands:
-            if ln != 0 and (col[v], ln) not in used:
-                break
-        lane[v] = ln
-        used.add((col[v], ln))
-    return GraphLayout(nodes, list(preds), col, lane, spine, 0, succs=succs)
+        p = next((s for s in preds[v] if s not in on_spine and s in chain_of), None)
+        if p is not None and chains[chain_of[p]][-1] == p and \
+                next(w for w in succs[p] if w not in on_spine) == v:
+            chain_of[v] = chain_of[p]
+            chains[chain_of[v]].append(v)
+        else:
+            chain_of[v] = len(chains)
+            chains.append([v])
+
+    def side(ch: list[int]) -> tuple[int, int, int]:
+        tail = ch[-1]
+        for w in succs[tail]:
+            mine = preds[w].index(tail)
+            main = [k for k, s in enumerate(preds[w]) if s in on_spine]
+            if main:
+                return (-1 if mine < main[0] else 1), col[w], abs(mine - main[0])
+            if w in chain_of:  # feeds another branch: keep to its side
+                return 0, col[w], 0
+        return 1, col[tail] + 1, 0
+
+    sides = [side(ch) for ch in chains]
+    lane = [0] * n
+    used = {(col[v], 0) for v in on_spine}
+    for k in sorted(range(len(chains)), key=lambda k: (sides[k][1], sides[k][2], k)):
+        ch = chains[k]
+        d = sides[k][0]
+        if d == 0:  # with the branch it feeds, or below
+            w = next(w for w in succs[ch[-1]] if w in chain_of)
+            d = -1 if lane[w] < 0 else 1
+        tries = [d * m for m in range(1, n + 2)]
+        ln = next((t for t in tries if all((col[v], t) not in used for v in ch)), None)
+        if ln is None:  # no lane holds the whole branch: node by node
+            for v in ch:
+                lane[v] = next(t for t in tries if (col[v], t) not in used)
+                used.add((col[v], lane[v]))
+            continue
+        for v in ch:
+            lane[v] = ln
+            used.add((col[v], ln))
+    return lane
 
 
 def block_ranges(names: Sequence[str]) -> list[str]:
@@ -352,25 +393,40 @@ def place(
         first_after[c] = lo
         lo = min(lo, min_src_into[c])
     cut = [count[c] == 1 and first_after[c] >= c for c in range(ncol)]
+    fan_out = [0] * n
+    for v in range(n):
+        for s_ in lay.preds[v]:
+            fan_out[s_] += 1
+    node_at = {lay.column[v]: v for v in range(n) if count[lay.column[v]] == 1}
+    clean = [cut[c] and fan_out[node_at[c]] <= 1 for c in range(ncol)]
+
+    def too_long(cols: list[int]) -> bool:
+        return (per_row is not None and len(cols) > per_row) or (
+            max_width is not None and sum(colw[k] + gap_x for k in cols) + gap_x > max_width)
+
+    def long_enough(cols: list[int]) -> bool:
+        return (per_row is None or 2 * len(cols) >= per_row) and (
+            max_width is None or 2 * (sum(colw[k] + gap_x for k in cols) + gap_x) >= max_width)
+
     rows: list[list[int]] = []
     cur: list[int] = []
-    width = 0
-    last_cut = -1  # index in cur after which we may break
+    pending = False  # too long with no good break yet: break at the next cut
     for c in range(ncol):
         cur.append(c)
-        width += colw[c] + gap_x
-        too_many = (per_row is not None and len(cur) > per_row) or (
-            max_width is not None and width + gap_x > max_width)
-        if too_many and last_cut >= 0 and len(cur) > 1:
-            rows.append(cur[:last_cut + 1])
-            cur = cur[last_cut + 1:]
-            width = sum(colw[k] + gap_x for k in cur)
-            last_cut = -1
-            for k, cc in enumerate(cur[:-1]):
-                if cut[cc]:
-                    last_cut = k
-        if cut[c]:
-            last_cut = len(cur) - 1
+        if pending and cut[c] and c < ncol - 1:
+            rows.append(cur)
+            cur, pending = [], False
+            continue
+        if not too_long(cur) or len(cur) == 1:
+            continue
+        breaks = [k for k in range(len(cur) - 1) if cut[cur[k]] and long_enough(cur[:k + 1])]
+        good = [k for k in breaks if clean[cur[k]]]
+        k = (good or breaks or [None])[-1]
+        if k is None:
+            pending = True
+        else:
+            rows.append(cur[:k + 1])
+            cur = cur[k + 1:]
     if cur:
         rows.append(cur)
     row_of_col = {c: r for r, cols in enumerate(rows) for c in cols}
