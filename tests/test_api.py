@@ -5,7 +5,7 @@ import sys
 import convlens
 
 EXPECTED = {
-    "__version__", "load_image", "cat", "digits", "as_batch", "resize", "Preprocess", "capture", "forget",
+    "__version__", "load_image", "cat", "digits", "as_batch", "resize", "Preprocess", "capture",
     "make_trace", "Trace", "Stage", "STAGE_KINDS", "build", "parse_spec", "load_model",
     "LoadedModel", "render", "ops", "compare", "ConvlensError", "ImageError", "ModelError",
     "CaptureError", "SpecError", "TraceError", "RenderError",

@@ -100,16 +100,19 @@ def test_new_weights_are_seen_on_the_next_capture():
     assert not c["0"].weights["weight"].any() and a["0"].weights["weight"].any()
 
 
-def test_forget_drops_the_plan_and_copies():
+def test_writes_through_data_and_lists_edited_in_place_are_seen():
     m = net()
     check(m, image())
     with torch.no_grad():
         m[6].weight.data.fill_(0.5)  # through .data: no version bump
-    convlens.forget(m)
-    assert m not in torch_plan._PLANS
-    t = check(m, image())
+    t = check(m, image())  # (check compares every stage with a plain forward pass)
     assert (t["6"].weights["weight"] == 0.5).all()
-    convlens.forget(object())  # anything else: nothing to forget
+    m = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU()).eval()
+    m[0].padding = [1, 1]
+    check(m, image())
+    m[0].padding[0] = 0  # a list edited in place: compared by value
+    t = check(m, image())
+    assert t["0"].params["padding"] == (0, 1) and t["0"].shape[1:] == (10, 12)
 
 
 def test_the_plan_does_not_keep_the_model_alive():
@@ -152,7 +155,8 @@ def test_calls_from_another_thread_during_a_capture_are_not_recorded():
     conv = nn.Conv2d(3, 3, 3, padding=1)
     m = nn.Sequential(conv, Side(conv), nn.ReLU()).eval()
     t = convlens.capture(m, image())
-    assert t.names == ["0", "1", "2"]  # no "0#2" from the other thread
+    # no "0#2" from the other thread; Side returns its input: a pass-through, not a stage
+    assert t.names == ["0", "2"] and t["2"].sources == (0,)
 
 
 def test_a_scripted_leaf_inside_a_python_model_is_recorded():
@@ -201,8 +205,9 @@ def test_1d_and_3d_convolutions_computed_again_are_exact():
 
     m = Volume().eval()
     t = convlens.capture(m, image(size=6))
-    # pre: from the model input; a and d: fed by views (new tensors), so held
-    assert [s.computed for s in t.stages[:6]] == [False, True, False, False, True, False]
+    # pre: from the model input; a and d: fed by the (held) flatten / unsqueeze stages
+    assert [s.name for s in t.stages[:8]] == ["pre", "flatten", "a", "b", "c", "unsqueeze", "d", "e"]
+    assert [s.computed for s in t.stages[:8]] == [False, True, False, False, False, True, False, False]
     assert_same(t, reference(m, np.ascontiguousarray(t.model_input)))
 
 
@@ -271,7 +276,8 @@ def test_a_lazy_trace_pickles_saves_and_copies_with_its_stages(tmp_path):
 
 
 class Tail(nn.Module):
-    """A leaf called "output" and a functional op after the last leaf."""
+    """A leaf called "output"; the model returns the ReLU's output although an op (a mean
+    nobody uses) ran after it."""
 
     def __init__(self):
         super().__init__()
@@ -280,16 +286,20 @@ class Tail(nn.Module):
         self.output = nn.ReLU()
 
     def forward(self, x):
-        return self.output(self.conv(x)).mean(dim=(2, 3))
+        y = self.output(self.conv(x))
+        y.mean(dim=(2, 3))
+        return y
 
 
 def test_the_output_stage_is_added_without_making_the_stages_and_named_apart():
     t = convlens.capture(Tail().eval(), image())
-    assert "_lazy" in t.__dict__ and len(t) == 3
-    assert t.names == ["conv", "output", "output#2"]
-    assert t["output#2"].kind == "output" and t["output#2"].shape == (2,)
+    assert "_lazy" in t.__dict__ and len(t) == 4
+    assert t.names == ["conv", "output", "mean", "output#2"]
+    assert t["mean"].kind == "pool" and t["mean"].sources == (1,)
+    assert t["output#2"].kind == "output" and t["output#2"].shape == (2, 10, 10)
+    np.testing.assert_array_equal(t["output#2"].output, t["output"].output)
     relu = torch.from_numpy(t["output"].output)
-    np.testing.assert_array_equal(t["output#2"].output, relu.mean(dim=(2, 3)).numpy())
+    np.testing.assert_array_equal(t["mean"].output, relu.mean(dim=(2, 3)).numpy())
     plain = convlens.capture(net(), image())
     assert "_lazy" in plain.__dict__ and len(plain) == 7  # the last layer made the output
 

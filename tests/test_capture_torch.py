@@ -67,19 +67,26 @@ def test_inplace_op_inside_forward_is_detected():
     a = np.arange(4, dtype=np.float32).reshape(2, 2) / 16
     np.testing.assert_allclose(trace["relu"].output[0, 0], 0.3 - a, atol=1e-7)
     np.testing.assert_array_equal(trace["relu"].output[0, 1:], 0)
-    # `y += x` came after the last module: the model's output is its own stage
-    assert trace.names == ["conv", "relu", "output"]
+    # `+ 0.3` and `y += x` are ops between modules: stages of their own, each exact
+    # although `y += x` overwrote the ReLU's output in place
+    assert trace.names == ["conv", "add", "relu", "add_1"]
+    assert trace["add"].sources == (0,) and trace["add"].params["scalar"] == 0.3
+    np.testing.assert_array_equal(trace["add"].output, trace["conv"].output + np.float32(0.3))
+    assert trace["add_1"].sources == (2, -1) and trace["add_1"].params["inplace"] is True
+    np.testing.assert_array_equal(trace["add_1"].output, trace["relu"].output + trace.model_input)
     np.testing.assert_allclose(trace.output[0, 0], np.full((2, 2), 0.3), atol=1e-7)
     np.testing.assert_allclose(trace.output[0, 2], 1 - a, atol=1e-7)
 
 
 def test_module_called_twice_and_nested_containers():
     trace = convlens.capture(CalledTwice(), ramp_image(2, 2))
-    assert trace.names == ["body.0.0", "act", "act#2"]
+    # `y - 0.25` ran in the model's own forward: a stage named after the op
+    assert trace.names == ["body.0.0", "act", "sub", "act#2"]
     np.testing.assert_array_equal(trace["body.0.0"].output[0, 1], [[1, 0.875], [0.75, 0.625]])
     np.testing.assert_array_equal(trace["act"].output[0, 0], 0)
+    np.testing.assert_array_equal(trace["sub"].output, trace["act"].output - np.float32(0.25))
     np.testing.assert_array_equal(trace["act#2"].output[0, 1], [[0.75, 0.625], [0.5, 0.375]])
-    assert [s.source for s in trace] == [-1, 0, None]
+    assert [s.sources for s in trace] == [(-1,), (0,), (1,), (2,)]
 
 
 def test_last_stage_equals_model_output():
@@ -96,7 +103,8 @@ def test_last_stage_equals_model_output():
     trace = convlens.capture(model, img)
     with torch.no_grad():
         ref = model(torch.from_numpy(trace.model_input)).numpy()
-    assert trace.names == ["conv", "output"]
+    assert trace.names == ["conv", "mul"]  # `* 2` is a stage: the model's output
+    assert trace["mul"].kind == "merge" and trace["mul"].params == {"operation": "mul", "scalar": 2.0}
     np.testing.assert_array_equal(trace.output, ref)
     seq = box_sum_net()
     trace = convlens.capture(seq, ramp_image())
@@ -122,8 +130,8 @@ def test_model_comes_back_exactly_as_it_was():
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN stats untouched
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
-    # captured in eval mode: dropout is the identity
-    np.testing.assert_array_equal(trace["3"].output, trace["2"].output)
+    # captured in eval mode: dropout is the identity, a pass-through and not a stage
+    assert trace.names == ["0", "1", "2", "4"] and trace["4"].sources == (2,)
 
 
 def test_layers_selects_by_kind_name_and_glob():

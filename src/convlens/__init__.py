@@ -10,7 +10,7 @@ network builders import them when they are first needed.
 from __future__ import annotations
 
 from . import ops, render
-from .capture import capture, forget
+from .capture import capture
 from .comparison import compare
 from .errors import (
     CaptureError, ConvlensError, ImageError, ModelError, RenderError, SpecError, TraceError,
@@ -30,7 +30,7 @@ __all__ = [
     # images in
     "load_image", "cat", "digits", "as_batch", "resize", "Preprocess",
     # capture
-    "capture", "forget", "make_trace", "Trace", "Stage", "STAGE_KINDS",
+    "capture", "make_trace", "Trace", "Stage", "STAGE_KINDS",
     # networks and models
     "build", "parse_spec", "load_model", "LoadedModel",
     # pictures and reference maths

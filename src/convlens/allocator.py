@@ -9,9 +9,11 @@ Keeping up to ``retain_mb`` of freed memory in the process removes that cost, th
 way PyTorch's CUDA caching allocator (or jemalloc/tcmalloc, which PyTorch's tuning
 guide recommends for CPU inference) keeps memory for reuse.
 
-Policy (like ``KERAS_BACKEND``: set only where the user has not chosen):
+Policy: **an explicit opt-in.**  This is a process-wide setting, so convlens never
+makes it on its own (``capture()`` changes nothing in the process); a program that
+captures many times may call :func:`retain_freed_memory` or :func:`ensure_tuned`:
 
-* ``capture()`` calls :func:`ensure_tuned` once per process;
+* :func:`ensure_tuned` applies it once per process, where the user has not chosen;
 * nothing is changed when the C library is not glibc, when the user set glibc's own
   malloc tuning (``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_MMAP_THRESHOLD_``,
   ``MALLOC_TOP_PAD_``, ``glibc.malloc.*`` in ``GLIBC_TUNABLES``) or preloads another

@@ -13,14 +13,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..allocator import ensure_tuned
 from ..errors import CaptureError, ModelError
 from ..images import as_batch
 from ..preprocess import Preprocess
 from ..trace import LazyStages, Stage, Trace
 from .options import Store, StoreDtype, Weights, check_options, finish_stages
 
-__all__ = ["capture", "framework_of", "forget"]
+__all__ = ["capture", "framework_of"]
 
 
 def framework_of(model: Any) -> str:
@@ -99,15 +98,17 @@ def capture(
     The model is not changed: its leaves' ``forward`` is wrapped for the pass only (hooks,
     for leaves with hooks of their own), train/eval modes and weights restored.
 
-    PyTorch: a stage that is a fixed function of the stage (or model input) that fed it
-    (a convolution, an eval-mode batch norm, a clamping activation) is not held but
-    computed again, exactly, when its output is first read; the ``Stage`` objects are made
-    when ``trace.stages`` is first read.  Weight copies are reused while PyTorch's version
-    counters show the model unchanged: after writing weights through ``param.data``, call
-    :func:`convlens.forget` before the next capture.
+    PyTorch: every leaf module is a stage, and so is every tensor-producing op run outside
+    leaf modules (a residual ``x + y``, ``F.relu``, ``torch.cat``, ``x.mean((2, 3))``,
+    ``torch.flatten``...), named after the module whose ``forward`` ran it
+    (``layer1.0.add``); ``Stage.sources`` lists every stage that fed each one.  A stage
+    that is a fixed function of the stage that fed it (a convolution, an eval-mode batch
+    norm, a clamping activation) is not held but computed again, exactly, when its output
+    is first read, with weights copied at the call; the ``Stage`` objects are made when
+    ``trace.stages`` is first read.  What was computed but is not a stage (an output
+    without a batch axis) is named in ``trace.meta["notices"]``.
     """
     opts = check_options(weights, dtype, store, directory)
-    ensure_tuned()  # keep freed trace memory for the next capture (see convlens.allocator)
     framework = framework_of(model)
     batch = as_batch(images)
     if preprocess is None:
@@ -147,21 +148,6 @@ def capture(
         model_input=x, preprocessing=steps,
         meta={**(meta or {}), **({"notices": notices} if notices else {})},
     )
-
-
-def forget(model: Any) -> None:
-    """Drop what convlens remembers about a PyTorch ``model`` between captures (its
-    capture plan and weight copies, see ``docs/performance.md``).  Needed only after a
-    change that leaves no trace convlens can check: an in-place write through
-    ``param.data``, or an attribute list edited in place (``conv.padding[0] = 2``).
-    Does nothing for other models."""
-    if "torch" in sys.modules:
-        import torch
-
-        if isinstance(model, torch.nn.Module):
-            from .torch_plan import forget as forget_torch
-
-            forget_torch(model)
 
 
 def _ends_with(stages: list[Stage] | LazyStages, output: np.ndarray) -> bool:

@@ -9,18 +9,20 @@ only, so it works on any Keras backend (convlens picks torch by default).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import CaptureError
 from ..nets.keras_backend import import_keras
-from .recorder import Recorder
+from ..trace import Deferred, Stage
+from .keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
 
 __all__ = ["capture_keras", "expected_input", "describe_layer"]
 
 keras = import_keras()
 L = keras.layers
+_TORCH = keras.backend.backend() == "torch"
 
 _KINDS: list[tuple[tuple[type, ...], str]] = [
     ((L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv2D, L.SeparableConv2D, L.Conv2DTranspose,
@@ -118,11 +120,25 @@ _RENAME = {"kernel": "weight", "gamma": "weight", "beta": "bias", "moving_mean":
            "moving_variance": "running_var", "alpha": "weight"}
 
 
+def _copy(v: Any) -> np.ndarray:
+    """A float32 NumPy copy of a variable's value (one memcpy on the torch backend)."""
+    value = v.value
+    if _TORCH and type(value).__module__.startswith("torch"):
+        value = value.detach()
+        if value.device.type != "cpu":
+            value = value.cpu()
+        return value.numpy().astype(np.float32)  # always a copy
+    return np.array(keras.ops.convert_to_numpy(value), dtype=np.float32)
+
+
 def _weights(layer: Any) -> dict[str, np.ndarray]:
+    """The layer's weights, copied as they are now, in PyTorch's layout.  The layout is a
+    view of the copy (a transpose costs a second pass over memory; NumPy reads any
+    strides)."""
     out = {}
     for v in layer.weights:
         key = v.name.split("/")[-1]
-        arr = np.asarray(keras.ops.convert_to_numpy(v.value), dtype=np.float32)
+        arr = _copy(v)
         if key in ("kernel", "depthwise_kernel", "pointwise_kernel") and arr.ndim >= 3:
             if isinstance(layer, L.DepthwiseConv2D) and key == "kernel":
                 kh, kw, cin, mult = arr.shape  # -> (cin * mult, 1, kh, kw)
@@ -132,7 +148,8 @@ def _weights(layer: Any) -> dict[str, np.ndarray]:
                 arr = arr.transpose((n - 1, n - 2) + tuple(range(n - 2)))
         elif key == "kernel" and arr.ndim == 2:
             arr = arr.T
-        out[_RENAME.get(key, key)] = np.ascontiguousarray(arr)
+        arr.flags.writeable = False
+        out[_RENAME.get(key, key)] = arr
     return out
 
 
@@ -170,32 +187,7 @@ def expected_input(model: Any) -> tuple[int | None, tuple[int, int] | None]:
     return (int(c) if c is not None else None), size
 
 
-def _first_tensor(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return _first_tensor(value[0]) if value else None
-    if isinstance(value, dict):
-        return _first_tensor(next(iter(value.values()))) if value else None
-    return value if hasattr(value, "shape") else None
-
-
-def _reorder_after_flatten(rec: Recorder, p: Any) -> None:
-    """A dense layer fed by a flattened (H, W, C) map: order its input columns as
-    (C, H, W), to match the flatten stage as convlens stores it."""
-    src = rec.pending[p.source] if p.source is not None and p.source >= 0 else None
-    hwc = src.extra.get("hwc") if src is not None else None
-    w = p.weights.get("weight")
-    if hwc is not None and w is not None and w.ndim == 2:
-        p.weights["weight"] = np.ascontiguousarray(
-            w.reshape(w.shape[0], *hwc).transpose(0, 3, 1, 2).reshape(w.shape[0], -1))
-        p.params["input_order"] = "reordered from (H, W, C) to (C, H, W)"
-
-
-def _all_tensors(value: Any) -> list:
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _all_tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _all_tensors(v)]
-    return [value] if hasattr(value, "shape") else []
+_first_tensor = first_tensor  # (the attribution backend imports it by this name)
 
 
 def fused_activation(layer: Any, kind: str, linear: Any) -> Any:
@@ -217,37 +209,6 @@ def call_split(layer: Any, original: Any, args: tuple, kwargs: dict,
     return pre, act(pre), _act_name(act)
 
 
-def _wrap(layer: Any, rec: Recorder, original: Any, linear: Any) -> Any:
-    kind, params = describe_layer(layer)
-    op = type(layer).__name__
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        inp = _first_tensor(args)
-        if fused_activation(layer, kind, linear) is None:
-            out = original(*args, **kwargs)
-            p = rec.record(rec.unique_name(layer.name), kind, op, params,
-                           lambda: _weights(layer), inp, _first_tensor(out))
-            if p is not None and kind == "flatten" and len(inp.shape) == 4 and _channels_last(layer):
-                p.extra["hwc"] = tuple(int(s) for s in inp.shape[1:])
-            if p is not None and kind == "dense":
-                _reorder_after_flatten(rec, p)
-            if p is not None and kind == "merge":
-                sources = tuple(rec.source_of(t) for t in _all_tensors(args))
-                if None not in sources:
-                    p.params["sources"] = sources
-            return out
-        pre, out, fn = call_split(layer, original, args, kwargs, linear)
-        p = rec.record(rec.unique_name(layer.name), kind, op, {**params, "activation": fn},
-                       lambda: _weights(layer), inp, pre)
-        if p is not None and kind == "dense":
-            _reorder_after_flatten(rec, p)
-        rec.record(rec.unique_name(f"{layer.name}.{fn}"), "activation", f"{op}.activation",
-                   {"function": fn, "fused": True}, dict, pre, out)
-        return out
-
-    return call
-
-
 def _call(model: Any, xt: Any, channels_last: bool) -> Any:
     try:
         return model(xt, training=False)
@@ -262,11 +223,71 @@ def _call(model: Any, xt: Any, channels_last: bool) -> Any:
         ) from None
 
 
-def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarray, str]:
-    """Run ``model`` on ``x_nchw`` (converted to its data format) and record every leaf call."""
-    rec = Recorder(keep)
-    leaves = _leaves(model)
-    linear = keras.activations.linear
+def _to_numpy(t: Any) -> np.ndarray:
+    """A tensor's values as a NumPy array (a view of a CPU float32 torch tensor)."""
+    if _TORCH and type(t).__module__.startswith("torch"):
+        t = t.detach()
+        if t.device.type != "cpu" or t.dtype != _torch().float32:
+            t = t.to("cpu", _torch().float32)
+        return t.numpy()
+    return np.asarray(keras.ops.convert_to_numpy(t), dtype=np.float32)
+
+
+def _torch() -> Any:
+    import torch
+    return torch
+
+
+def _layout(t: Any, r: Any) -> tuple[tuple[int, ...], Callable[[], np.ndarray]]:
+    """The channels-first shape of a recorded tensor and how to read it."""
+    shape = tuple(int(s) for s in t.shape)
+    move = r.move and len(shape) in (3, 4, 5)
+    hwc = r.hwc
+    if hwc is not None:
+        cf = (shape[0], int(np.prod(shape[1:])))
+    elif move:
+        cf = (shape[0], shape[-1], *shape[1:-1])
+    else:
+        cf = shape
+
+    def read() -> np.ndarray:
+        arr = _to_numpy(t)
+        if hwc is not None:  # a flattened (H, W, C) map: reorder as (C, H, W), convlens' layout
+            return arr.reshape(-1, *hwc).transpose(0, 3, 1, 2).reshape(arr.shape[0], -1)
+        if move:
+            arr = np.moveaxis(arr, -1, 1)  # channels-last -> channels-first
+        return np.ascontiguousarray(arr)
+
+    return cf, read
+
+
+def _reorder_flat(rec: Any, recs: list) -> None:
+    """A dense layer fed by a flattened (H, W, C) map: order its input columns as
+    (C, H, W), to match the flatten stage as convlens stores it."""
+    src = recs[rec.sources[0]] if rec.sources and rec.sources[0] >= 0 else None
+    hwc = src.hwc if src is not None else None
+    w = rec.weights.get("weight") if rec.weights else None
+    if hwc is not None and w is not None and w.ndim == 2:
+        rec.weights = {**rec.weights, "weight": np.ascontiguousarray(
+            w.reshape(w.shape[0], *hwc).transpose(0, 3, 1, 2).reshape(w.shape[0], -1))}
+        rec.params["input_order"] = "reordered from (H, W, C) to (C, H, W)"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _freeze(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarray, str, list]:
+    """Run ``model`` on ``x_nchw`` (converted to its data format) and record every layer
+    call and every op (see :mod:`convlens.capture.keras_pass`).  Returns the stages, the
+    model's output (channels-first), its name and the notices (what was computed but could
+    not be recorded: never dropped silently)."""
     channels_last = _channels_last(model)
     x = np.transpose(x_nchw, (0, 2, 3, 1)) if channels_last else x_nchw
     xt = keras.ops.convert_to_tensor(np.ascontiguousarray(x))
@@ -274,27 +295,50 @@ def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarra
         # a subclassed model builds on its first call, partly symbolically:
         # build it before the recorded pass so only real values are recorded
         _call(model, xt, channels_last)
-    wrapped = []
-    try:
-        for layer in leaves:
-            if "call" in layer.__dict__:
-                raise CaptureError(f"layer {layer.name!r} already has a patched call(); "
-                                   "is another capture running on this model?")
-            object.__setattr__(layer, "call", _wrap(layer, rec, layer.call, linear))
-            wrapped.append(layer)
-        rec.mark_input(xt)
-        output = _call(model, xt, channels_last)
-    finally:
-        for layer in wrapped:
-            object.__delattr__(layer, "call")
-    def to_numpy(t: Any, kind: str = "output", hwc: tuple | None = None) -> np.ndarray:
-        arr = np.asarray(keras.ops.convert_to_numpy(t), dtype=np.float32)
-        if arr.ndim in (3, 4, 5) and channels_last and kind != "reshape":
-            arr = np.moveaxis(arr, -1, 1)  # channels-last -> channels-first
-        if hwc is not None:  # a flattened (H, W, C) map: reorder as (C, H, W), convlens' layout
-            arr = arr.reshape(-1, *hwc).transpose(0, 3, 1, 2).reshape(arr.shape[0], -1)
-        return np.ascontiguousarray(arr)
-
-    out = _first_tensor(output)
-    stages = rec.stages(lambda t, p: to_numpy(t, p.kind, p.extra.get("hwc")))
-    return stages, to_numpy(out), model.name
+    rec = KerasPass(keras, model, keep, describe_layer, _channels_last, fused_activation,
+                    call_split)
+    import contextlib
+    with contextlib.ExitStack() as stack:
+        try:
+            rec.install(model, top=True)
+            if _TORCH:
+                stack.enter_context(_torch().no_grad())
+                if rec.needs_mode:
+                    stack.enter_context(rec.torch_mode())
+            rec.mark_input(xt)
+            output = _call(model, xt, channels_last)
+        finally:
+            rec.uninstall()
+    # what the stages are made from is taken now, as the model is at the call
+    weights: dict[int, dict[str, np.ndarray]] = {}
+    for r in rec.recs:
+        if r.layer is not None:
+            w = weights.get(id(r.layer))
+            if w is None:
+                w = weights[id(r.layer)] = _weights(r.layer)
+            r.weights = w
+    stages = []
+    for i, r in enumerate(rec.recs):
+        if r.kind == "dense" and r.weights:
+            _reorder_flat(r, rec.recs)
+        shape, read = _layout(r.tensor, r)
+        stages.append(Stage._trusted(
+            i, r.name, r.kind, r.op, Deferred(read, shape), _freeze(r.params),
+            r.weights or {}, r.sources[0] if r.sources else None, r.sources))
+    out = first_tensor(output)
+    last = rec.recs[-1] if rec.recs else None
+    if stages and last is not None and last.tensor is out:
+        final = stages[-1].output
+    else:
+        arr = _to_numpy(out)
+        if arr.ndim in (3, 4, 5) and channels_last:
+            arr = np.moveaxis(arr, -1, 1)
+        final = np.ascontiguousarray(arr)
+    notices = []
+    if rec.unrecorded:
+        backend = keras.backend.backend()
+        why = ("" if backend == "torch" else
+               f" (ops in call() are recorded on the torch backend only; this is {backend})")
+        notices.append("computed but not recorded as stages: " + "; ".join(rec.unrecorded)
+                       + why + " — a custom layer's output is a stage of its own, kind other")
+    return stages, final, model.name, notices

@@ -126,10 +126,8 @@ def _converter(opts: CaptureOptions) -> Any:
 
 
 def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
-    """A merge stage lists all its inputs (stage indices, -1 = the model input)."""
-    if r.sources is None or any(s is None for s in r.sources):
-        return dict(params)  # each stage its own dict (a module called twice: two stages)
-    return {**params, "sources": r.sources}
+    """Each stage its own dict (a module called twice: two stages)."""
+    return dict(params)
 
 
 def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
@@ -153,6 +151,11 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
         params = plan.params
         trusted = Stage._trusted
         for i, r in enumerate(records):
+            if r.leaf < 0:  # an op run between modules (its operand weights copied then)
+                stages.append(trusted(i, r.name, r.kind, r.op, _to_numpy(r.value), r.params,
+                                      r.weights if mode != "none" else {}, r.source,
+                                      r.sources))
+                continue
             m = leaves[r.leaf]
             if r.recipe is not None:  # (from an earlier stage, or the model input: -1)
                 source = stages[r.source] if r.source >= 0 else None
@@ -163,7 +166,8 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
             else:
                 output = _to_numpy(r.value)
             stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
-                                  _with_sources(params[r.leaf], r), dict(weights[id(m)]), r.source))
+                                  _with_sources(params[r.leaf], r), dict(weights[id(m)]),
+                                  r.source, r.sources))
         return stages
 
     last = records[-1] if records else None
@@ -190,7 +194,7 @@ next capture copies them as their layers return instead of running the model twi
 
 
 def _record(model: nn.Module, make_input: Any, keep, opts: CaptureOptions,
-            plan: Plan | None) -> tuple[Any, Any]:
+            plan: Plan | None) -> tuple[Any, Any, list[str]]:
     """The recorded pass (and, when an unforeseen in-place op overwrote a held output or
     the model's input, the pass again on a fresh input with that output copied as its
     layer returns).  ``make_input()`` gives the model an input of its own each time: a
@@ -199,7 +203,7 @@ def _record(model: nn.Module, make_input: Any, keep, opts: CaptureOptions,
     xt = make_input()
     if plan is None:  # a TorchScript module
         rec, output = _run_script(model, xt, keep)
-        return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output
+        return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output, []
     convert, sink = _converter(opts), opts.sink()
     if torch.is_inference_mode_enabled():  # inference tensors have no version counter
         convert = convert or (lambda t: t.detach().clone())
@@ -207,23 +211,24 @@ def _record(model: nn.Module, make_input: Any, keep, opts: CaptureOptions,
     for attempt in range(3):
         if attempt:
             xt = make_input()
-        records, output, mutated = run_pass(model, xt, plan, keep, copy, convert, sink)
+        records, output, mutated, notices = run_pass(model, xt, plan, keep, copy, convert, sink)
         if not mutated:
             break
         copy = copy | mutated  # an in-place op inside some forward(): repeat, copying those
     else:
         xt = make_input()
-        records, output, _ = run_pass(model, xt, plan, keep, convert=lambda t: t.detach().clone())
+        records, output, _, notices = run_pass(model, xt, plan, keep,
+                                               convert=lambda t: t.detach().clone())
     if convert is None:
         if copy:
             _INPLACE_HINT[model] = copy
         else:
             _INPLACE_HINT.pop(model, None)
-    return _stages(records, plan, opts, _first_tensor(output), xt), output
+    return _stages(records, plan, opts, _first_tensor(output), xt), output, notices
 
 
 def capture_torch(model: nn.Module, x: np.ndarray, keep,
-                  options: CaptureOptions | None = None) -> tuple[list, np.ndarray, str]:
+                  options: CaptureOptions | None = None) -> tuple[list, np.ndarray, str, list[str]]:
     """Run ``model`` on the channels-first batch ``x`` and record every leaf call.
 
     Returns the Stage list, the model's own output and the model's name.
@@ -255,7 +260,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
             plan = plan_for(model, plan)  # (made in eval mode, checked in eval mode)
         with torch.no_grad():
             try:
-                stages, output = _record(model, make_input, keep, opts, plan)
+                stages, output, notices = _record(model, make_input, keep, opts, plan)
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -270,4 +275,13 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     out = _first_tensor(output)
     if out is None:
         raise ModelError(f"{type(model).__name__} returned {type(output).__name__}; expected a tensor")
-    return stages, _to_numpy(out), type(model).__name__
+    return stages, _to_numpy(out), type(model).__name__, _summarised(notices)
+
+
+def _summarised(notices: list[str]) -> list[str]:
+    """One line for what the pass computed but could not make stages of."""
+    if not notices:
+        return []
+    shown = "; ".join(notices[:5])
+    more = f" (and {len(notices) - 5} more)" if len(notices) > 5 else ""
+    return [f"{len(notices)} computed value(s) are not stages: {shown}{more}"]

@@ -30,8 +30,11 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from torch.overrides import TorchFunctionMode
+
 from .options import DiskStore
 from .torch_derive import Recipe
+from .torch_ops import WEIGHT_ROLES, is_inplace_call, op_info, op_params
 from .torch_plan import Plan
 
 __all__ = ["run_pass", "first_tensor", "Record"]
@@ -73,14 +76,20 @@ def _producer_of(producer: dict[int, tuple[Any, int]], t: torch.Tensor) -> int |
 class Record:
     """One kept layer call: its output (a tensor, or an array already converted/stored)."""
 
-    __slots__ = ("name", "leaf", "kind", "source", "value", "version", "sources", "recipe")
+    __slots__ = ("name", "leaf", "kind", "source", "value", "version", "sources", "recipe",
+                 "op", "params", "weights")
 
     def __init__(self, name: str, leaf: int, kind: str, source: int | None,
                  value: Any, version: int | None, recipe: Recipe | None = None):
         self.name, self.leaf, self.kind = name, leaf, kind  # leaf: its index in the plan
         self.source, self.value, self.version = source, value, version
-        self.sources: tuple[int | None, ...] | None = None  # every input, for merges
+        self.sources: tuple[int, ...] = () if source is None else (source,)
         self.recipe = recipe
+        # an op run between modules (leaf == -1): what it was, its parameters and the
+        # tensors it read that are not stages (a layer scale, a functional conv's weight)
+        self.op: str | None = None
+        self.params: dict[str, Any] | None = None
+        self.weights: dict[str, Any] | None = None
         """Set when the output is not held but computed again from the source stage's
         (``value`` is then the output's shape; see ``torch_derive``)."""
 
@@ -89,7 +98,8 @@ class _Pass:
     """The state of one recorded pass, read by the leaves' wrappers."""
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
-                 "copy", "convert", "sink", "thread", "input_version")
+                 "copy", "convert", "sink", "thread", "input_version", "path", "inside",
+                 "taken", "op_calls", "notices", "batch", "mode", "inplace")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -103,19 +113,54 @@ class _Pass:
         self.thread = threading.get_ident()  # calls from other threads are not recorded
         # (the model input, "stage" -1, may feed a recipe; inference tensors have no version)
         self.input_version = None if x.is_inference() else x._version
+        self.path: list[str] = [""]  # the module whose own forward is running now
+        self.inside = 0  # > 0 while a leaf runs (its ops are its own)
+        self.taken = plan.taken  # module names: an op's name never takes one
+        self.op_calls: dict[str, int] = {}
+        self.notices: list[str] = []
+        self.batch = int(x.shape[0]) if x.dim() else 0
+        self.mode: Any = None
+        self.inplace = plan.inplace
 
 
 _ref = weakref.ref
 _F32 = torch.float32
 _ident = threading.get_ident
+_pop_mode = torch._C._pop_torch_function_stack
+_push_mode = torch._C._push_on_torch_function_stack
 
 
-def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
+def _sources_of(producer: dict[int, tuple[Any, int]], tensors: list[torch.Tensor]) -> tuple[int, ...]:
+    """The stages (or -1, the model input) that made ``tensors``, in order; tensors no
+    stage made (weights, constants) are left out."""
+    out = []
+    for t in tensors:
+        entry = producer.get(id(t))
+        if entry is not None and entry[0]() is t:
+            out.append(entry[1])
+    return tuple(out)
+
+
+def _hold(s: _Pass, rec: Record, out: torch.Tensor) -> None:
+    lst = s.held.get(id(out))
+    if lst is None:
+        s.held[id(out)] = [rec]
+    else:
+        lst.append(rec)
+
+
+def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = None) -> None:
     """What leaf ``i`` returned: keep it (by reference, as a copy, converted) or note
-    how to compute it again."""
+    how to compute it again.  ``before``: the version of its first argument before the
+    call (an output that *is* that argument, unchanged, is a pass-through: an
+    ``nn.Identity``, an eval-mode dropout — not a stage)."""
     out = output if type(output) is _Tensor else first_tensor(output)
     if out is None:
         return
+    a0 = args[0] if args else None
+    inp = a0 if type(a0) is _Tensor else first_tensor(args)
+    if out is inp and (out._version == before if before is not None else not s.inplace[i]):
+        return  # the input passed through unchanged: its producer stays its producer
     n = s.calls[i] = s.calls[i] + 1
     name, kind = s.names[i], s.kinds[i]
     if n > 1:
@@ -123,8 +168,6 @@ def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
     if s.keep is not None and not s.keep(name, kind):
         s.producer.pop(id(out), None)  # made (or changed) by a stage not kept
         return
-    a0 = args[0] if args else None
-    inp = a0 if type(a0) is _Tensor else first_tensor(args)
     producer, records = s.producer, s.records
     source = None
     if inp is not None:
@@ -150,19 +193,15 @@ def _record(s: _Pass, i: int, args: tuple, output: Any) -> None:
         rec = Record(name, i, kind, source, out.detach().clone(), None)
     else:
         rec = Record(name, i, kind, source, out, out._version)
-        lst = s.held.get(id(out))
-        if lst is None:
-            s.held[id(out)] = [rec]
-        else:
-            lst.append(rec)
-    if kind == "merge":
-        rec.sources = tuple(_producer_of(producer, t) for t in _tensors(args))
+        _hold(s, rec, out)
+    if len(args) > 1 or type(a0) is not _Tensor:  # (several inputs: every one a source)
+        rec.sources = _sources_of(producer, _tensors(args))
     records.append(rec)
     producer[id(out)] = (_ref(out), index)
 
 
 def _before_inplace(s: _Pass, args: tuple) -> None:
-    """An in-place module is about to overwrite its input: copy it where it is held."""
+    """An in-place module or op is about to overwrite its input: copy it where it is held."""
     if s.convert is not None:
         return  # (nothing is held by reference)
     t = args[0] if args and type(args[0]) is _Tensor else first_tensor(args)
@@ -173,57 +212,263 @@ def _before_inplace(s: _Pass, args: tuple) -> None:
                 rec.value, rec.version = t.detach().clone(), None
 
 
+def _flat_tensors(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    found = _tensors(args)
+    if kwargs:
+        for v in kwargs.values():
+            found += _tensors(v)
+    return found
+
+
+def _operand_weights(s: _Pass, op: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """Copies of the tensors an op read that no stage made (a functional conv's weight, a
+    layer scale ``gamma``), named by their role where known, else ``operand<i>``."""
+    roles = WEIGHT_ROLES.get("conv" if op.startswith("conv") else op)
+    out: dict[str, Any] = {}
+    producer = s.producer
+    flat = list(args) + list(kwargs.items())
+    for j, a in enumerate(flat):
+        key = None
+        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):  # a kwarg
+            key, a = a
+        if type(a) is not _Tensor and not isinstance(a, _Tensor):
+            continue
+        entry = producer.get(id(a))
+        if entry is not None and entry[0]() is a:
+            continue  # a stage, not a weight
+        if key is None:
+            key = roles[j] if roles and j < len(roles) else f"operand{j}"
+        out[key] = a.detach().to("cpu", _F32, copy=True).numpy()
+    return out
+
+
+def _op_name(s: _Pass, op: str) -> str:
+    """``<module path>.<op>``, then ``_1``, ``_2``...: unique, never a module's name."""
+    path = s.path[-1]
+    base = f"{path}.{op}" if path else op
+    n = s.op_calls.get(base, 0)
+    while True:
+        name = base if n == 0 else f"{base}_{n}"
+        n += 1
+        if name not in s.taken:
+            s.op_calls[base] = n
+            return name
+
+
+def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: Any,
+               inplace: bool, before: int | None) -> None:
+    """An op run outside every leaf module returned ``out``: a stage per output tensor
+    computed from the model input (ops on weights or constants alone are not stages)."""
+    if type(out) is _Tensor or isinstance(out, _Tensor):
+        outs = [out]
+    elif isinstance(out, (tuple, list)) and out and all(isinstance(o, _Tensor) for o in out):
+        outs = list(out)
+    else:
+        return  # (sizes, numbers, booleans: not stages)
+    ins = _flat_tensors(args, kwargs)
+    producer = s.producer
+    sources = list(_sources_of(producer, ins))  # (an in-place op's target: what it overwrote)
+    if not sources:
+        return  # computed from weights or constants only
+    first = ins[0] if ins else None
+    if len(outs) == 1:
+        o = outs[0]
+        if o is first and not inplace:
+            return  # returned its input: a pass-through
+        if (info.noop and first is not None and o.dtype == first.dtype
+                and o.shape == first.shape):
+            entry = producer.get(id(first))
+            if entry is not None and entry[0]() is first:
+                producer[id(o)] = (_ref(o), entry[1])  # same values: sources pass through
+            return
+    in_shape = tuple(first.shape) if first is not None else None
+    for o in outs:
+        if o.dim() == 0 or (s.batch and o.shape[0] != s.batch):
+            s.notices.append(
+                f"{_op_name(s, info.op)} ({info.op}) returned shape {tuple(o.shape)}, which has "
+                "no batch axis: computed, not a stage")
+            continue
+        kind, params = op_params(info, args, kwargs, tuple(o.shape), in_shape)
+        name = _op_name(s, info.op)
+        if s.keep is not None and not s.keep(name, kind):
+            producer.pop(id(o), None)
+            continue
+        index = len(s.records)
+        value: Any
+        if s.convert is not None:
+            value = s.convert(o)
+            if s.sink is not None:
+                value = s.sink.put(index, name, value)
+            rec = Record(name, -1, kind, sources[0], value, None)
+        elif name in s.copy:
+            rec = Record(name, -1, kind, sources[0], o.detach().clone(), None)
+        else:
+            rec = Record(name, -1, kind, sources[0], o, None if o.is_inference() else o._version)
+            _hold(s, rec, o)
+        rec.sources = tuple(sources)
+        rec.op, rec.params = info.op, params
+        rec.weights = _operand_weights(s, info.op, args, kwargs)
+        s.records.append(rec)
+        producer[id(o)] = (_ref(o), index)
+
+
+class _OpRecorder(TorchFunctionMode):
+    """Sees every torch function called while a pass is recorded; records those run
+    outside leaf modules (a leaf takes this mode off the stack while it runs)."""
+
+    def __init__(self, s: _Pass):
+        super().__init__()
+        self.s = s
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        if kwargs is None:
+            kwargs = {}
+        s = self.s
+        if s.inside or s.thread != _ident():
+            return func(*args, **kwargs)
+        info = op_info(func)
+        inplace = is_inplace_call(info, args, kwargs)
+        before = None
+        if inplace:
+            target = kwargs.get("out")
+            if target is None and args:
+                target = args[0]
+            if isinstance(target, _Tensor):
+                entry = s.producer.get(id(target))
+                if entry is not None and entry[0]() is target:
+                    before = entry[1]
+                _before_inplace(s, (target,))
+        out = func(*args, **kwargs)
+        if inplace and out is None and args:  # (``x[i] = v`` returns nothing)
+            out = args[0]
+        try:
+            _record_op(s, func, info, args, kwargs, out, inplace, before)
+        except Exception as exc:  # noqa: BLE001 - never break the user's forward pass
+            s.notices.append(f"{info.op}: not recorded ({type(exc).__name__}: {exc})")
+        return out
+
+
+def _enter_leaf(s: _Pass) -> Any:
+    """A leaf starts: its ops are its own (our mode off the stack while it runs)."""
+    s.inside += 1
+    if s.inside == 1 and s.mode is not None and torch._C._len_torch_function_stack():
+        top = _pop_mode()
+        if top is s.mode:
+            return top
+        _push_mode(top)  # (someone else's mode on top: leave the stack alone)
+    return None
+
+
+def _leave_leaf(s: _Pass, popped: Any) -> None:
+    s.inside -= 1
+    if popped is not None:
+        _push_mode(popped)
+
+
 def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
     """Leaf ``i``'s ``forward`` while a pass is recorded: the module's own, then
     :func:`_record` for the pass in ``box[0]`` (made once per plan, installed for each
     pass; calls from other threads are not recorded)."""
-    if inplace:
-        def recorded_inplace(*args: Any, **kwargs: Any) -> Any:
-            s = box[0]
-            if s is None or s.thread != _ident():
-                return forward(*args, **kwargs)
-            _before_inplace(s, args)
-            out = forward(*args, **kwargs)
-            _record(s, i, args, out)
-            return out
-        return recorded_inplace
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
-        out = forward(*args, **kwargs)
         s = box[0]
-        if s is not None and s.thread == _ident():
-            _record(s, i, args, out)
+        if s is None or s.thread != _ident() or s.inside:
+            return forward(*args, **kwargs)
+        a0 = args[0] if args else None
+        before = a0._version if type(a0) is _Tensor and s.input_version is not None else None
+        if inplace:
+            _before_inplace(s, args)
+        popped = _enter_leaf(s)
+        try:
+            out = forward(*args, **kwargs)
+        finally:
+            _leave_leaf(s, popped)
+        _record(s, i, args, out, before)
         return out
     return recorded
+
+
+def _container(box: list, name: str, forward: Any) -> Any:
+    """A module with children, while a pass is recorded: its name is the path of the ops
+    its own ``forward`` runs."""
+
+    def entered(*args: Any, **kwargs: Any) -> Any:
+        s = box[0]
+        if s is None or s.thread != _ident():
+            return forward(*args, **kwargs)
+        s.path.append(name)
+        try:
+            return forward(*args, **kwargs)
+        finally:
+            s.path.pop()
+    return entered
 
 
 def _hook(s: _Pass, m: nn.Module, i: int, inplace: bool) -> list[Any]:
     """Hooks doing what :func:`_wrapper` does, for a leaf with forward hooks of its own
     (which may change what the call returns: ours runs after them)."""
-    handles = [m.register_forward_hook(
-        lambda _m, args, out: _record(s, i, args, out) if _ident() == s.thread else None)]
-    if inplace:
-        handles.append(m.register_forward_pre_hook(
-            lambda _m, args: _before_inplace(s, args) if _ident() == s.thread else None))
-    return handles
+    state: dict[str, Any] = {}
+
+    def pre(_m: Any, args: tuple) -> None:
+        if _ident() != s.thread or s.inside:
+            state["skip"] = True
+            return
+        state["skip"] = False
+        if inplace:
+            _before_inplace(s, args)
+        a0 = args[0] if args else None
+        state["before"] = a0._version if type(a0) is _Tensor and s.input_version is not None else None
+        state["popped"] = _enter_leaf(s)
+
+    def post(_m: Any, args: tuple, out: Any) -> None:
+        if state.get("skip", True):
+            return
+        _leave_leaf(s, state.pop("popped", None))
+        _record(s, i, args, out, state.get("before"))
+
+    # ours first before the call, last after it (the user's hooks may change the output)
+    return [m.register_forward_pre_hook(pre, prepend=True), m.register_forward_hook(post)]
 
 
 class Wrappers:
-    """The wrapped ``forward`` of each leaf of a plan, made once and installed per pass."""
+    """The wrapped ``forward`` of each module of a plan (leaves record, containers name
+    the ops they run), made once and installed per pass."""
 
     __slots__ = ("box", "forwards", "dicts", "before")
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, model: nn.Module):
         self.box: list[_Pass | None] = [None]
-        self.forwards = [_wrapper(self.box, i, m.forward, plan.inplace[i])
-                         for i, m in enumerate(plan.leaves)]
-        self.dicts = [m.__dict__ for m in plan.leaves]
-        # what each leaf had as an instance attribute "forward" (the plan checks it stays)
+        containers = list(plan.containers)
+        if plan.leaves[0] is not model:  # (the model itself, path "")
+            containers.append((model, ""))
+        modules = list(plan.leaves) + [m for m, _ in containers]
+        self.dicts = [m.__dict__ for m in modules]
+        # what each module had as an instance attribute "forward" (the plan checks it stays)
         self.before = [d.get("forward", _NONE) for d in self.dicts]
+        calls = [_own_forward(m, b) for m, b in zip(modules, self.before)]
+        n = len(plan.leaves)
+        self.forwards = [_wrapper(self.box, i, calls[i], plan.inplace[i]) for i in range(n)]
+        self.forwards += [_container(self.box, name, calls[n + j])
+                          for j, (_, name) in enumerate(containers)]
+
+
+def _own_forward(m: nn.Module, own: Any) -> Any:
+    """The module's ``forward`` as it is at each call: its instance attribute, else its
+    class's (looked up per call: a class patched later is seen).  Held weakly: the plan
+    that keeps these must not keep the model alive."""
+    if own is not _NONE:
+        return own
+    ref = weakref.ref(m)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        mm = ref()
+        return type(mm).forward(mm, *args, **kwargs)
+    return forward
 
 
 def _install(dicts: list[dict], forwards: list[Any]) -> None:
-    """Set (or, for ``_NONE``, remove) each leaf's instance attribute ``forward``."""
+    """Set (or, for ``_NONE``, remove) each module's instance attribute ``forward``."""
     if _NONE in forwards:
         for d, f in zip(dicts, forwards):
             if f is _NONE:
@@ -235,48 +480,56 @@ def _install(dicts: list[dict], forwards: list[Any]) -> None:
 
 
 _LOCK = threading.RLock()
-"""One recorded pass at a time in this process: a pass changes the model's leaves."""
+"""One recorded pass at a time in this process: a pass changes the model's modules."""
 
 
 def run_pass(
     model: nn.Module, x: torch.Tensor, plan: Plan,
     keep: Callable[[str, str], bool] | None, copy: frozenset[str] = frozenset(),
     convert: Callable[[torch.Tensor], Any] | None = None, sink: DiskStore | None = None,
-) -> tuple[list[Record], Any, frozenset[str]]:
-    """Run ``model(x)`` once, recording the leaves of ``plan`` (``keep`` filters by name
-    and kind).  Returns the records, the model's output and the names of the stages whose
-    held output an in-place op changed after it was recorded (run again with those in
-    ``copy``: their outputs are then copied as their layers return).
+) -> tuple[list[Record], Any, frozenset[str], list[str]]:
+    """Run ``model(x)`` once, recording the leaves of ``plan`` and every op run outside
+    them (``keep`` filters by name and kind).  Returns the records, the model's output,
+    the names of the stages whose held output an in-place op changed after it was
+    recorded (run again with those in ``copy``: their outputs are then copied as they are
+    made) and the notices (what was computed but is not a stage).
 
-    ``convert`` turns every output into what is kept *as the layer returns* (a copy, a
+    ``convert`` turns every output into what is kept *as it is made* (a copy, a
     float16 array...); ``sink`` then writes that to disk.  Either makes the pass hold no
     tensors of the model.
 
-    Each leaf's ``forward`` is wrapped for the pass (an instance attribute, put back in
+    Each module's ``forward`` is wrapped for the pass (an instance attribute, put back in
     ``finally``) rather than hooked: PyTorch then keeps every module call on its fast
-    path, where one global hook would send all of them through the slow one.
+    path, where one global hook would send all of them through the slow one.  The ops
+    between leaves are seen by a ``TorchFunctionMode`` entered for the pass only and
+    taken off the stack while a leaf runs.
     """
     s = _Pass(plan, x, keep, copy, convert, sink)
     w = plan.wrappers
     if w is None:
-        w = plan.wrappers = Wrappers(plan)
+        w = plan.wrappers = Wrappers(plan, model)
     handles: list[Any] = []
     with _LOCK:
         if w.box[0] is not None:  # (a capture of this model from inside its own forward)
-            w = Wrappers(plan)
+            w = Wrappers(plan, model)
         w.box[0] = s
+        depth = torch._C._len_torch_function_stack()
         try:
             _install(w.dicts, w.forwards)
             if plan.hooked():  # (rare: leaves with hooks of their own, the slow way)
                 for i, m in enumerate(plan.leaves):
                     if m._forward_hooks or m._forward_pre_hooks:
                         _hook_instead(s, w, m, i, plan.inplace[i], handles)
-            output = model(x)
+            s.mode = _OpRecorder(s)
+            with s.mode:
+                output = model(x)
         finally:
             w.box[0] = None
             _install(w.dicts, w.before)
             for h in handles:
                 h.remove()
+            while torch._C._len_torch_function_stack() > depth:  # (an exception in a leaf)
+                _pop_mode()
     records = s.records
     final = first_tensor(output)
     entry = s.producer.get(id(final)) if final is not None else None
@@ -290,17 +543,17 @@ def run_pass(
         if (rec.version is not None and rec.recipe is None and rec.value._version != rec.version)
         or (changed_input and rec.recipe is not None and rec.source == -1)
     )
-    return records, output, mutated
+    return records, output, mutated, s.notices
 
 
 def _hook_instead(s: _Pass, w: Wrappers, m: nn.Module, i: int, inplace: bool,
                   handles: list[Any]) -> None:
     """A leaf with hooks of its own: its output is not computed again (a hook may change
-    it), and one with forward hooks is recorded by a hook run after them, not wrapped."""
+    it), and it is recorded by hooks (ours before and after the user's), not wrapped."""
     if s.recipes is not None and s.recipes[i] is not None:
         s.recipes = list(s.recipes)
         s.recipes[i] = None
-    if m._forward_hooks and not isinstance(m, _SCRIPT):
+    if not isinstance(m, _SCRIPT):
         if w.before[i] is _NONE:
             w.dicts[i].pop("forward", None)
         else:

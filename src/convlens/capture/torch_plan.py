@@ -14,13 +14,15 @@ on every capture, which costs about 0.05 ms:
   containers is compared with what it was when the plan was made (the same objects: a new
   ``stride``, ``padding``, ``inplace`` flag, an instance ``forward`` — anything assigned
   to the module — shows);
-* the weights: the same tensor objects, version counters and storage (as in
-  ``torch_weights``), so the remembered weight copies are reused only while they are exact.
+* the weights are not remembered: each capture copies them as they are at the call
+  (``torch_weights``), so a write through ``p.data``, ``load_state_dict`` or swapped
+  tensors show in the very next capture.  A mutable attribute (a list ``padding``) is
+  compared by value.
 
-Any difference and the plan is made again.  What a plan cannot see is the same as what
-``torch_weights`` cannot: a value changed in place inside an attribute (``conv.padding``
-as a list, edited element by element) or through ``p.data``; :func:`forget` drops a
-model's plan and copies after such a change (``convlens.forget``).
+Any difference and the plan is made again.  The plan also lists the modules with
+children (``containers``): their ``forward`` is wrapped for the pass to know which
+module's own code runs an op (its stage name), and every name a module has (``taken``),
+which an op's stage name never takes.
 """
 from __future__ import annotations
 
@@ -37,9 +39,8 @@ from ..trace import _freeze
 from .torch_derive import Recipe, recipe
 from .torch_describe import describe_module, stage_kind
 from .torch_weights import Copies, weights_of
-from .torch_weights import drop as _drop_weights
 
-__all__ = ["Plan", "plan_for", "cached_plan", "forget"]
+__all__ = ["Plan", "plan_for", "cached_plan"]
 
 _version = operator.attrgetter("_version")
 _training = operator.attrgetter("training")
@@ -53,13 +54,14 @@ class Plan:
     """Leaves, names, kinds, op parameters and recipes of one model (see the module doc)."""
 
     __slots__ = ("leaves", "names", "kinds", "params", "recipes", "inplace", "modules",
-                 "_structure", "_leaf_kids", "_hooks", "_attrs", "_holders", "_tensors",
-                 "_versions", "_ptrs", "_copies", "wrappers")
+                 "containers", "taken", "_structure", "_leaf_kids", "_hooks", "_attrs",
+                 "_holders", "wrappers")
 
     def __init__(self, model: nn.Module):
         leaves: list[nn.Module] = []
         names: list[str] = []
         modules: list[nn.Module] = []  # every module below the model (for train/eval)
+        containers: list[tuple[nn.Module, str]] = []  # modules with children (not the model)
         structure: list[tuple[dict, dict]] = [(model._modules, dict(model._modules))]
         seen = {id(model)}
 
@@ -74,6 +76,7 @@ class Plan:
                 if kids:  # (a container, or a leaf holding only None: compared whole)
                     structure.append((kids, dict(kids)))
                 if any(v is not None for v in kids.values()):
+                    containers.append((c, name))
                     walk(c, name)
                 else:
                     leaves.append(c)
@@ -84,6 +87,8 @@ class Plan:
             leaves, names = [model], [type(model).__name__.lower()]
         described = [describe_module(m) for m in leaves]
         self.leaves, self.names, self.modules = leaves, names, modules
+        self.containers = containers
+        self.taken = frozenset(names) | {n for _, n in containers if n}
         self.kinds = [stage_kind(m) for m in leaves]
         self.params = [_freeze(p) for _, p in described]
         self.recipes: list[Recipe | None] = [recipe(m) for m in leaves]
@@ -93,10 +98,6 @@ class Plan:
         self._attrs = [_attributes(m) for m in leaves]
         self._hooks = [d for m in leaves for d in (m._forward_hooks, m._forward_pre_hooks)]
         self._holders = [d for m in leaves for d in (m._parameters, m._buffers)]
-        self._tensors: list[torch.Tensor] | None = None
-        self._versions: list[int] = []
-        self._ptrs: list[int] = []
-        self._copies: dict[int, Copies] = {}
         self.wrappers: Any = None  # each leaf's forward while a pass is recorded (torch_pass)
 
     # -- is it still this model? --------------------------------------------
@@ -126,18 +127,9 @@ class Plan:
     # -- weights ---------------------------------------------------------------
     def copies(self) -> dict[int, Copies]:
         """``id(leaf) -> (arrays, tensors)``: copies of every leaf's weights as they are
-        now (remembered while the tensors, their versions and storage stay the same)."""
-        now = self._current_tensors()
-        old = self._tensors
-        if (old is not None and len(now) == len(old) and all(map(_is, now, old))
-                and list(map(_version, now)) == self._versions
-                and list(map(_data_ptr, now)) == self._ptrs):
-            return self._copies
-        self._copies = weights_of(self.leaves)
-        self._tensors = now
-        self._versions = list(map(_version, now))
-        self._ptrs = list(map(_data_ptr, now))
-        return self._copies
+        now, taken for this capture (never reused: a write through ``p.data`` leaves no
+        trace a check could see, so nothing is remembered that could go stale)."""
+        return weights_of(self.leaves)
 
     def active_recipes(self) -> list[Recipe | None]:
         """The recipes usable in this capture: none for a module with its own hooks
@@ -162,7 +154,27 @@ def _attributes(m: nn.Module) -> tuple[dict, int, Any, tuple]:
     if len(keys) == 1:  # (itemgetter of one key returns the value, not a tuple)
         one = operator.itemgetter(keys[0])
         get = lambda dd: (one(dd),)  # noqa: E731
+    if any(type(v) in _MUTABLE for v in get(d)):  # (a list edited in place: by value)
+        plain = get
+        get = lambda dd: tuple(_snapshot(v) for v in plain(dd))  # noqa: E731
     return d, len(d), get, get(d)
+
+
+_MUTABLE = (list, dict, set, bytearray)
+
+
+def _snapshot(v: Any) -> Any:
+    """A mutable attribute as a value that compares equal only while it holds the same."""
+    t = type(v)
+    if t is list:
+        return ("list", tuple(_snapshot(x) for x in v))
+    if t is dict:
+        return ("dict", tuple((k, _snapshot(x)) for k, x in v.items()))
+    if t is set:
+        return ("set", frozenset(v))
+    if t is bytearray:
+        return ("bytes", bytes(v))
+    return v
 
 
 _PLANS: "weakref.WeakKeyDictionary[nn.Module, Plan]" = weakref.WeakKeyDictionary()
@@ -186,11 +198,3 @@ def plan_for(model: nn.Module, plan: Plan | None = None) -> Plan:
         except TypeError:  # a model that cannot be weakly referenced: not remembered
             pass
     return plan
-
-
-def forget(model: nn.Module) -> None:
-    """Drop what convlens remembers of ``model`` (its plan and weight copies): needed only
-    after changes the checks cannot see (in-place writes through ``.data``, an attribute
-    list edited in place)."""
-    _PLANS.pop(model, None)
-    _drop_weights(model)

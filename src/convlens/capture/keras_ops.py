@@ -1,0 +1,150 @@
+"""Kinds and parameters of the ops a Keras model runs between its layers.
+
+Two vocabularies, one table: ``keras.ops`` calls in a functional model are graph nodes
+whose operation is a ``keras.src.ops`` class (``Add``, ``Relu``, ``Mean``...); ops in a
+subclassed model's ``call()`` are seen, on the torch backend, as the torch functions
+Keras calls (``add``, ``relu``, ``mean``...).  Both are mapped here to a stage kind
+*from the op*, never from a name the user chose, and to plain parameters.  Knows no
+framework: it reads class names, function names and plain attributes only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["op_kind", "op_params", "torch_kind", "torch_name", "SPATIAL_REDUCTIONS"]
+
+_MERGE = {"add", "subtract", "multiply", "divide", "truedivide", "dividenonan", "floordivide",
+          "concatenate", "stack", "maximum", "minimum", "hstack", "vstack", "dstack",
+          "average", "power"}
+_ACTIVATION = {"relu", "relu6", "sigmoid", "softplus", "softsign", "silu", "swish",
+               "logsigmoid", "leakyrelu", "hardsigmoid", "hardsilu", "hardswish", "elu",
+               "selu", "gelu", "celu", "glu", "tanhshrink", "hardtanh", "hardshrink",
+               "softshrink", "threshold", "softmax", "logsoftmax", "sparsemax", "tanh",
+               "mish", "squareplus", "sparseplus", "sparsesigmoid", "exp", "prelu", "rrelu"}
+_POOL_OPS = {"maxpool", "averagepool", "adaptivemaxpool", "adaptiveaveragepool"}
+SPATIAL_REDUCTIONS = {"mean", "max", "amax", "sum", "average", "nanmean", "nanmax"}
+_NORM = {"layernorm", "rmsnorm", "batchnorm", "normalize", "groupnorm", "instancenorm",
+         "localresponsenorm"}
+_RESHAPE = {"reshape", "transpose", "ravel", "flatten", "expanddims", "squeeze", "moveaxis",
+            "swapaxes", "view", "permute", "unsqueeze", "movedim", "depthtospace",
+            "spacetodepth", "pixelshuffle", "pixelunshuffle", "unflatten"}
+_CONV = {"conv", "depthwiseconv", "separableconv", "convtranspose"}
+_RESIZE = {"resize", "interpolate", "upsample"}
+
+# activation function names as convlens writes them (Keras' spellings -> one name)
+_FUNCTION = {"hardsilu": "hard_swish", "hardswish": "hard_swish", "hardsigmoid":
+             "hard_sigmoid", "leakyrelu": "leaky_relu", "logsoftmax": "log_softmax",
+             "logsigmoid": "log_sigmoid", "swish": "silu", "hardtanh": "hard_tanh",
+             "softshrink": "soft_shrink", "hardshrink": "hard_shrink",
+             "tanhshrink": "tanh_shrink", "sparseplus": "sparse_plus",
+             "sparsesigmoid": "sparse_sigmoid"}
+_MODE = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div",
+         "truedivide": "div", "dividenonan": "div", "floordivide": "floordiv",
+         "concatenate": "concat", "hstack": "concat", "vstack": "concat", "dstack": "concat",
+         "stack": "stack", "maximum": "max", "minimum": "min", "average": "avg",
+         "power": "pow"}
+
+
+def _axes(axis: Any, ndim: int) -> set[int] | None:
+    if axis is None:
+        return set(range(ndim))
+    if isinstance(axis, int):
+        axis = (axis,)
+    try:
+        return {int(a) % ndim for a in axis}
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _spatial(axis: Any, ndim: int, channels_last: bool) -> bool:
+    """Does a reduction over ``axis`` of an ``ndim`` map reduce its spatial axes (and
+    only those, batch and channels kept)?"""
+    if ndim < 3:
+        return False
+    axes = _axes(axis, ndim)
+    spatial = set(range(1, ndim - 1)) if channels_last else set(range(2, ndim))
+    return axes == spatial
+
+
+def op_kind(key: str, axis: Any = None, ndim: int = 0, channels_last: bool = True) -> str:
+    """The stage kind of op ``key`` (a lower-case class or function name, no
+    underscores)."""
+    if key in _MERGE:
+        return "merge"
+    if key in _ACTIVATION:
+        return "activation"
+    if key in _POOL_OPS or key in _RESIZE:
+        return "pool"
+    if key in SPATIAL_REDUCTIONS:
+        return "pool" if _spatial(axis, ndim, channels_last) else "other"
+    if key in _NORM:
+        return "norm"
+    if key in _RESHAPE:
+        return "reshape"
+    if key in _CONV:
+        return "conv"
+    if key in ("matmul", "linear", "dot", "einsum", "tensordot"):
+        return "dense"
+    return "other"
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    return isinstance(value, (tuple, list)) and all(_plain(v) for v in value)
+
+
+def op_params(key: str, kind: str, attrs: dict[str, Any], n_inputs: int) -> dict[str, Any]:
+    """Plain parameters of one op call; ``attrs`` are its plain arguments/attributes."""
+    p: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
+                         for k, v in attrs.items() if _plain(v) and k != "name"}
+    if kind == "activation":
+        p["function"] = _FUNCTION.get(key, key)
+    elif kind == "merge":
+        p["mode"] = _MODE.get(key, key)
+        p["inputs"] = n_inputs
+    elif kind == "pool" and key in SPATIAL_REDUCTIONS:
+        p["mode"] = "max" if "max" in key else ("sum" if key == "sum" else "avg")
+        p["global"] = True
+    elif kind == "pool" and key in _POOL_OPS:
+        p["mode"] = "max" if "max" in key else "avg"
+        if "adaptive" in key:
+            p["adaptive"] = True
+    elif kind == "pool":
+        p["mode"] = "resize"
+    return p
+
+
+_TORCH_ALIASES = {
+    "sub": "subtract", "rsub": "subtract", "mul": "multiply", "div": "divide",
+    "truediv": "divide", "rtruediv": "divide", "rdiv": "divide", "floordiv": "floordivide",
+    "cat": "concatenate", "concat": "concatenate", "radd": "add", "rmul": "multiply",
+    "pow": "power", "rpow": "power", "neg": "negative", "hardswish": "hardswish",
+    "layernorm": "layernorm", "batchnorm": "batchnorm", "groupnorm": "groupnorm",
+    "rmsnorm": "rmsnorm", "maxpool1d": "maxpool", "maxpool2d": "maxpool",
+    "maxpool3d": "maxpool", "avgpool1d": "averagepool", "avgpool2d": "averagepool",
+    "avgpool3d": "averagepool", "adaptiveavgpool1d": "adaptiveaveragepool",
+    "adaptiveavgpool2d": "adaptiveaveragepool", "adaptivemaxpool2d": "adaptivemaxpool",
+    "conv1d": "conv", "conv2d": "conv", "conv3d": "conv", "convtranspose2d": "convtranspose",
+    "maximum": "maximum", "minimum": "minimum", "interpolate": "interpolate",
+}
+
+
+def torch_name(func: Any) -> str:
+    """A torch function's or tensor method's name without dunders or in-place mark:
+    ``__add__`` -> ``add``, ``relu_`` -> ``relu``, ``__rmul__`` -> ``rmul``."""
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name.startswith("i") and name[1:] in ("add", "sub", "mul", "truediv", "div",
+                                                 "floordiv", "pow", "and", "or"):
+            name = name[1:]
+    return name.rstrip("_") or name
+
+
+def torch_kind(name: str, axis: Any = None, ndim: int = 0, channels_last: bool = True
+               ) -> tuple[str, str]:
+    """``(kind, key)`` of a torch function called ``name`` (see :func:`torch_name`)."""
+    key = name.replace("_", "").lower()
+    key = _TORCH_ALIASES.get(key, key)
+    return op_kind(key, axis, ndim, channels_last), key
