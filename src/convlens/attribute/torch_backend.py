@@ -1,13 +1,14 @@
-"""Gradient plumbing for PyTorch models: forward hooks (added per call, removed in
-``finally``) record the stages asked for, and ``torch.autograd.grad`` computes one
+"""Gradient plumbing for PyTorch models: the capture's own walker (``torch_pass.run_pass``:
+each module's ``forward`` wrapped and the ops between modules seen for one pass, removed
+in ``finally``) records the stages asked for, and ``torch.autograd.grad`` computes one
 vector-Jacobian product — so no ``.grad`` is ever written into the model.
 
 The model runs in eval mode for the pass (batch norm uses its running statistics and
 updates nothing) and every module's train/eval flag is restored afterwards; weights and
 ``requires_grad`` are never touched.  A recorded output is handed on as a copy, so an
 in-place op further on (``ReLU(inplace=True)``) cannot overwrite the value whose gradient
-is asked for.  Stage names are the ones :func:`convlens.capture` gives (module names,
-``#2`` for a second call).
+is asked for.  Stages, names and kinds are the ones :func:`convlens.capture` gives, by
+construction (one walker).
 """
 from __future__ import annotations
 
@@ -19,17 +20,20 @@ import torch
 from torch import nn
 
 from ..capture.torch import _leaves, describe_module
+from ..capture.torch_pass import StopPass, run_pass
+from ..capture.torch_pass import first_tensor as _first_tensor
+from ..capture.torch_plan import cached_plan, plan_for
 from ..errors import CaptureError, ConvlensError, ModelError
 from .base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
-from ..capture.torch_pass import first_tensor as _first_tensor
 
 __all__ = ["TorchBackend"]
 
 _SOFTMAX = ("softmax", "log_softmax")
 
 
-class _Stop(Exception):
-    """Raised inside a hook to end the forward pass early."""
+def _live(t: torch.Tensor) -> torch.Tensor:
+    """Records hold the live tensors (with their autograd history), nothing computed again."""
+    return t
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -69,41 +73,38 @@ class TorchBackend(Backend):
         softmax: list[tuple[torch.Tensor, torch.Tensor]] = []
         can_stop = stop_early and target != LOGITS and bool(want)
 
-        def hook(m: nn.Module, args: tuple, output: Any) -> Any:
-            name, kind, params = self._info[id(m)]
-            out = _first_tensor(output)
-            if out is None:
-                return None
-            n = counts.get(name, 0) + 1
-            counts[name] = n
-            sname = name if n == 1 else f"{name}#{n}"
-            stages.append(StageInfo(sname, kind, tuple(int(s) for s in out.shape[1:]),
+        plan_params = None
+
+        def substitute(rec: Any, args: tuple, out: torch.Tensor) -> Any:
+            params = rec.params if rec.leaf < 0 else plan_params[rec.leaf]
+            stages.append(StageInfo(rec.name, rec.kind, tuple(int(s) for s in out.shape[1:]),
                                     str(params.get("function", ""))))
-            if kind == "activation" and params.get("function") in _SOFTMAX:
+            soft = rec.kind == "activation" and params.get("function") in _SOFTMAX
+            if soft:
                 inp = _first_tensor(args)
                 if inp is not None:
                     softmax.append((inp, out))
-            if sname not in want:
+            if rec.name not in want:
                 return None
-            tensors[sname] = out
+            tensors[rec.name] = out
             if can_stop and want <= tensors.keys():
-                raise _Stop
-            if isinstance(output, torch.Tensor):  # later in-place ops act on a copy
-                return output.clone()
-            return None
+                raise StopPass
+            copy_ = out.clone()  # later in-place ops act on a copy
+            if soft and softmax and softmax[-1][1] is out:
+                softmax[-1] = (softmax[-1][0], copy_)
+            return copy_
 
         modes = {m: m.training for m in self.model.modules()}
-        handles = []
         output: Any = None
         try:
             self.model.eval()
             with torch.set_grad_enabled(grad):
                 try:
-                    for _, m in self._leaves:
-                        handles.append(m.register_forward_hook(hook))
-                    output = self.model(xt.clone() if xt.requires_grad else xt)
-                except _Stop:
-                    pass
+                    # the capture's own walker: the same stages, names and kinds by construction
+                    plan = plan_for(self.model, cached_plan(self.model))
+                    plan_params = plan.params
+                    _, output, _, _ = run_pass(self.model, xt.clone() if xt.requires_grad else xt,
+                                               plan, None, convert=_live, substitute=substitute)
                 except ConvlensError:
                     raise
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
@@ -111,9 +112,6 @@ class TorchBackend(Backend):
                     raise CaptureError(
                         f"{self.name} failed on an input of shape {tuple(x.shape)} (B, C, H, W): "
                         f"{msg}; check the image size and channels the model expects") from None
-                finally:
-                    for h in handles:
-                        h.remove()
                 out_t = _first_tensor(output)
                 obj_name, obj_t = target, None
                 if target == LOGITS:

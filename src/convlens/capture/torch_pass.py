@@ -37,7 +37,7 @@ from .torch_derive import Recipe
 from .torch_ops import WEIGHT_ROLES, is_inplace_call, op_info, op_params
 from .torch_plan import Plan
 
-__all__ = ["run_pass", "first_tensor", "Record"]
+__all__ = ["run_pass", "first_tensor", "Record", "StopPass"]
 
 _Tensor = torch.Tensor
 _SCRIPT = torch.jit.ScriptModule
@@ -99,7 +99,7 @@ class _Pass:
 
     __slots__ = ("records", "producer", "held", "calls", "names", "kinds", "recipes", "keep",
                  "copy", "convert", "sink", "thread", "input_version", "path", "inside",
-                 "taken", "op_calls", "notices", "batch", "mode", "inplace")
+                 "taken", "op_calls", "notices", "batch", "mode", "inplace", "substitute")
 
     def __init__(self, plan: Plan, x: torch.Tensor, keep: Any, copy: frozenset[str],
                  convert: Any, sink: DiskStore | None):
@@ -121,6 +121,7 @@ class _Pass:
         self.batch = int(x.shape[0]) if x.dim() else 0
         self.mode: Any = None
         self.inplace = plan.inplace
+        self.substitute: Any = None
 
 
 _ref = weakref.ref
@@ -130,15 +131,24 @@ _pop_mode = torch._C._pop_torch_function_stack
 _push_mode = torch._C._push_on_torch_function_stack
 
 
+_UNKEPT = -2
+"""The producer of a tensor made from the model input by a stage not kept (``layers=``):
+what it feeds is still a stage, with that source left out."""
+
+
 def _sources_of(producer: dict[int, tuple[Any, int]], tensors: list[torch.Tensor]) -> tuple[int, ...]:
-    """The stages (or -1, the model input) that made ``tensors``, in order; tensors no
-    stage made (weights, constants) are left out."""
+    """The stages (or -1, the model input; -2, a stage not kept) that made ``tensors``,
+    in order; tensors no stage made (weights, constants) are left out."""
     out = []
     for t in tensors:
         entry = producer.get(id(t))
         if entry is not None and entry[0]() is t:
             out.append(entry[1])
     return tuple(out)
+
+
+def _kept(sources: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(i for i in sources if i != _UNKEPT) if _UNKEPT in sources else sources
 
 
 def _hold(s: _Pass, rec: Record, out: torch.Tensor) -> None:
@@ -149,7 +159,7 @@ def _hold(s: _Pass, rec: Record, out: torch.Tensor) -> None:
         lst.append(rec)
 
 
-def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = None) -> None:
+def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = None) -> Any:
     """What leaf ``i`` returned: keep it (by reference, as a copy, converted) or note
     how to compute it again.  ``before``: the version of its first argument before the
     call (an output that *is* that argument, unchanged, is a pass-through: an
@@ -166,13 +176,13 @@ def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = Non
     if n > 1:
         name = f"{name}#{n}"
     if s.keep is not None and not s.keep(name, kind):
-        s.producer.pop(id(out), None)  # made (or changed) by a stage not kept
+        s.producer[id(out)] = (_ref(out), _UNKEPT)  # made (or changed) by a stage not kept
         return
     producer, records = s.producer, s.records
     source = None
     if inp is not None:
         src = producer.get(id(inp))
-        if src is not None and src[0]() is inp:
+        if src is not None and src[0]() is inp and src[1] != _UNKEPT:
             source = src[1]
     index = len(records)
     rc = s.recipes[i]
@@ -195,9 +205,23 @@ def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = Non
         rec = Record(name, i, kind, source, out, out._version)
         _hold(s, rec, out)
     if len(args) > 1 or type(a0) is not _Tensor:  # (several inputs: every one a source)
-        rec.sources = _sources_of(producer, _tensors(args))
+        rec.sources = _kept(_sources_of(producer, _tensors(args)))
     records.append(rec)
     producer[id(out)] = (_ref(out), index)
+    if s.substitute is not None:
+        return _substituted(s, rec, args, output, out)
+    return None
+
+
+def _substituted(s: _Pass, rec: Record, args: tuple, output: Any, out: torch.Tensor) -> Any:
+    """What the pass goes on with after ``rec`` (attribution hands on a copy of a stage it
+    takes the gradient of, so later in-place ops cannot change it): ``None`` to go on as
+    computed, else the replacement, which then stands for the stage."""
+    new = s.substitute(rec, args, out)
+    if new is None or type(output) is not _Tensor:
+        return None
+    s.producer[id(new)] = (_ref(new), s.producer[id(out)][1])
+    return new
 
 
 def _before_inplace(s: _Pass, args: tuple) -> None:
@@ -256,7 +280,7 @@ def _op_name(s: _Pass, op: str) -> str:
 
 
 def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: Any,
-               inplace: bool, before: int | None) -> None:
+               inplace: bool, before: int | None) -> Any:
     """An op run outside every leaf module returned ``out``: a stage per output tensor
     computed from the model input (ops on weights or constants alone are not stages)."""
     if type(out) is _Tensor or isinstance(out, _Tensor):
@@ -267,9 +291,10 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
         return  # (sizes, numbers, booleans: not stages)
     ins = _flat_tensors(args, kwargs)
     producer = s.producer
-    sources = list(_sources_of(producer, ins))  # (an in-place op's target: what it overwrote)
-    if not sources:
+    derived = _sources_of(producer, ins)  # (an in-place op's target: what it overwrote)
+    if not derived:
         return  # computed from weights or constants only
+    sources = list(_kept(derived))
     first = ins[0] if ins else None
     if len(outs) == 1:
         o = outs[0]
@@ -282,6 +307,7 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
                 producer[id(o)] = (_ref(o), entry[1])  # same values: sources pass through
             return
     in_shape = tuple(first.shape) if first is not None else None
+    first_source = sources[0] if sources else None
     for o in outs:
         if o.dim() == 0 or (s.batch and o.shape[0] != s.batch):
             s.notices.append(
@@ -291,7 +317,7 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
         kind, params = op_params(info, args, kwargs, tuple(o.shape), in_shape)
         name = _op_name(s, info.op)
         if s.keep is not None and not s.keep(name, kind):
-            producer.pop(id(o), None)
+            producer[id(o)] = (_ref(o), _UNKEPT)
             continue
         index = len(s.records)
         value: Any
@@ -299,17 +325,27 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
             value = s.convert(o)
             if s.sink is not None:
                 value = s.sink.put(index, name, value)
-            rec = Record(name, -1, kind, sources[0], value, None)
+            rec = Record(name, -1, kind, first_source, value, None)
         elif name in s.copy:
-            rec = Record(name, -1, kind, sources[0], o.detach().clone(), None)
+            rec = Record(name, -1, kind, first_source, o.detach().clone(), None)
         else:
-            rec = Record(name, -1, kind, sources[0], o, None if o.is_inference() else o._version)
+            rec = Record(name, -1, kind, first_source, o, None if o.is_inference() else o._version)
             _hold(s, rec, o)
         rec.sources = tuple(sources)
         rec.op, rec.params = info.op, params
         rec.weights = _operand_weights(s, info.op, args, kwargs)
         s.records.append(rec)
         producer[id(o)] = (_ref(o), index)
+        if s.substitute is not None and len(outs) == 1:
+            return _substituted(s, rec, args, out, o)
+    return None
+
+
+class StopPass(Exception):
+    """Raised by a ``substitute`` callback to end the pass early (attribution)."""
+
+
+_PASS_THROUGH = (StopPass,)
 
 
 class _OpRecorder(TorchFunctionMode):
@@ -343,10 +379,13 @@ class _OpRecorder(TorchFunctionMode):
         if inplace and out is None and args:  # (``x[i] = v`` returns nothing)
             out = args[0]
         try:
-            _record_op(s, func, info, args, kwargs, out, inplace, before)
+            new = _record_op(s, func, info, args, kwargs, out, inplace, before)
+        except _PASS_THROUGH:
+            raise
         except Exception as exc:  # noqa: BLE001 - never break the user's forward pass
             s.notices.append(f"{info.op}: not recorded ({type(exc).__name__}: {exc})")
-        return out
+            new = None
+        return out if new is None else new
 
 
 def _enter_leaf(s: _Pass) -> Any:
@@ -384,8 +423,8 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
             out = forward(*args, **kwargs)
         finally:
             _leave_leaf(s, popped)
-        _record(s, i, args, out, before)
-        return out
+        new = _record(s, i, args, out, before)
+        return out if new is None else new
     return recorded
 
 
@@ -421,11 +460,11 @@ def _hook(s: _Pass, m: nn.Module, i: int, inplace: bool) -> list[Any]:
         state["before"] = a0._version if type(a0) is _Tensor and s.input_version is not None else None
         state["popped"] = _enter_leaf(s)
 
-    def post(_m: Any, args: tuple, out: Any) -> None:
+    def post(_m: Any, args: tuple, out: Any) -> Any:
         if state.get("skip", True):
-            return
+            return None
         _leave_leaf(s, state.pop("popped", None))
-        _record(s, i, args, out, state.get("before"))
+        return _record(s, i, args, out, state.get("before"))
 
     # ours first before the call, last after it (the user's hooks may change the output)
     return [m.register_forward_pre_hook(pre, prepend=True), m.register_forward_hook(post)]
@@ -487,6 +526,7 @@ def run_pass(
     model: nn.Module, x: torch.Tensor, plan: Plan,
     keep: Callable[[str, str], bool] | None, copy: frozenset[str] = frozenset(),
     convert: Callable[[torch.Tensor], Any] | None = None, sink: DiskStore | None = None,
+    substitute: Callable[[Record, tuple, torch.Tensor], Any] | None = None,
 ) -> tuple[list[Record], Any, frozenset[str], list[str]]:
     """Run ``model(x)`` once, recording the leaves of ``plan`` and every op run outside
     them (``keep`` filters by name and kind).  Returns the records, the model's output,
@@ -496,7 +536,10 @@ def run_pass(
 
     ``convert`` turns every output into what is kept *as it is made* (a copy, a
     float16 array...); ``sink`` then writes that to disk.  Either makes the pass hold no
-    tensors of the model.
+    tensors of the model.  ``substitute(record, args, tensor)`` is called as each stage
+    is made and may return a tensor the forward pass goes on with instead (attribution:
+    one walker over the model for capture and gradients); it may raise
+    :class:`StopPass` to end the pass (the output is then None).
 
     Each module's ``forward`` is wrapped for the pass (an instance attribute, put back in
     ``finally``) rather than hooked: PyTorch then keeps every module call on its fast
@@ -505,6 +548,7 @@ def run_pass(
     taken off the stack while a leaf runs.
     """
     s = _Pass(plan, x, keep, copy, convert, sink)
+    s.substitute = substitute
     w = plan.wrappers
     if w is None:
         w = plan.wrappers = Wrappers(plan, model)
@@ -521,8 +565,11 @@ def run_pass(
                     if m._forward_hooks or m._forward_pre_hooks:
                         _hook_instead(s, w, m, i, plan.inplace[i], handles)
             s.mode = _OpRecorder(s)
-            with s.mode:
-                output = model(x)
+            try:
+                with s.mode:
+                    output = model(x)
+            except StopPass:
+                output = None
         finally:
             w.box[0] = None
             _install(w.dicts, w.before)
