@@ -66,7 +66,28 @@ class LayerInfo:
     mode: str = ""
     function: str = ""
     extra_sources: tuple[int, ...] = ()
-    """Further inputs of a merge step (a residual add): positions, like ``source``."""
+    """Further inputs of a merge step (add, concat, multiply): positions, like ``source``,
+    in argument order (from ``Stage.sources``)."""
+    in_shapes: tuple[tuple[int, ...], ...] = ()
+    """The shape of every input, in the order of :attr:`sources`."""
+
+    @property
+    def concat_offsets(self) -> tuple[int, ...] | None:
+        """For a channel concatenation, where each input's channels start in the output
+        (``sources`` order); None for any other step.  Recognised by shape: every input
+        spatial with the output's height and width, their channels adding up to the
+        output's (an add or multiply keeps the channel count)."""
+        if len(self.in_shapes) < 2 or len(self.out_shape) != 3:
+            return None
+        if any(len(s) != 3 or s[1:] != self.out_shape[1:] for s in self.in_shapes):
+            return None
+        if sum(s[0] for s in self.in_shapes) != self.out_shape[0]:
+            return None
+        offs, k = [], 0
+        for s in self.in_shapes:
+            offs.append(k)
+            k += s[0]
+        return tuple(offs)
 
     @property
     def sources(self) -> tuple[int, ...]:
@@ -237,9 +258,11 @@ def _from_trace(trace: Trace) -> tuple[tuple[int, ...], list[LayerInfo]]:
         src = source_position(trace, st)
         shape = in_shape if src == -1 else tuple(trace.stages[src].shape)
         p = st.params
+        extra = _extra_sources(trace, st, src)
+        shapes = tuple(in_shape if k == -1 else tuple(trace.stages[k].shape) for k in (src, *extra))
         common: dict[str, Any] = dict(position=pos, name=st.name, op=st.op, in_shape=shape,
                                       out_shape=tuple(st.shape), source=src,
-                                      extra_sources=_extra_sources(trace, st, src))
+                                      extra_sources=extra, in_shapes=shapes)
         if st.kind in ("conv", "pool") and len(shape) == 3 and st.is_spatial:
             infos.append(_windowed(st, shape, common))
         elif st.kind == "activation":
@@ -251,12 +274,19 @@ def _from_trace(trace: Trace) -> tuple[tuple[int, ...], list[LayerInfo]]:
 
 
 def _extra_sources(trace: Trace, st: Stage, src: int) -> tuple[int, ...]:
-    """Positions of a merge stage's other inputs (``params["sources"]``, stage indices)."""
+    """Positions of a merge stage's other inputs: ``Stage.sources`` after the first
+    (older traces: ``params["sources"]``), in argument order."""
     where = _position_of_index(trace)
+    listed = st.sources if len(st.sources) > 1 else (st.params.get("sources", ()) or ())
     found = []
-    for index in st.params.get("sources", ()) or ():
+    for index in listed:
         pos = -1 if index == -1 else where.get(index)
-        if pos is not None and pos != src:
+        if pos is None:
+            raise TraceError(
+                f"stage {st.name!r} reads stage #{index}, which this trace did not keep; "
+                "capture with layers=None to keep every stage"
+            )
+        if pos != src and pos not in found:
             found.append(pos)
     return tuple(found)
 

@@ -4,7 +4,11 @@ Worked out exactly from the chain of windows (kernel, stride, padding, dilation)
 between the input and the stage: the bounding box (``rows``, ``cols``, which may reach
 into the padding) and the exact set of pixels (``mask``; with dilation or a stride
 larger than the kernel it has holes).  A flat stage (flatten, dense) sees everything
-its spatial input could see.  Branches are followed along each stage's ``source``.
+its spatial input could see.  The field is carried back along the Trace's graph
+(``Stage.sources``): through every input of an add or multiply, and through a channel
+concatenation only into the input a channel came from (``channel=``), so the field of
+a concat channel follows its own branch.  A broadcast input (a squeeze-excitation
+scale, ``(C, 1, 1)``) sees everything its own path sees for any position.
 """
 from __future__ import annotations
 
@@ -40,6 +44,11 @@ class ReceptiveField:
     cols: tuple[int, int]
     mask: np.ndarray
     jump: tuple[int, int]
+    channel: int | None = None
+    """The output channel asked about (None: any channel)."""
+    through: tuple[str, ...] = ()
+    """The stages the field was carried back through (those that can influence the
+    position), in execution order."""
 
     @property
     def size(self) -> tuple[int, int]:
@@ -97,21 +106,74 @@ def _back_mask(info: LayerInfo, m: np.ndarray) -> np.ndarray:
     return big[pt:pt + hi, pl:pl + wi]
 
 
+Carried = tuple[np.ndarray, tuple[int, int], tuple[int, int], "frozenset[int] | None"]
+
+
+def _union(a: Carried | None, b: Carried) -> Carried:
+    if a is None:
+        return b
+    chans = None if a[3] is None or b[3] is None else a[3] | b[3]
+    return (a[0] | b[0], (min(a[1][0], b[1][0]), max(a[1][1], b[1][1])),
+            (min(a[2][0], b[2][0]), max(a[2][1], b[2][1])), chans)
+
+
+def _to_input(info: LayerInfo, k: int, m: np.ndarray, rows: tuple[int, int], cols: tuple[int, int],
+              chans: frozenset[int] | None) -> Carried | None:
+    """What the ``k``-th input of ``info`` must provide: the positions and channels of it
+    that reach the output positions ``m`` / channels ``chans`` (None: it reaches none)."""
+    shape = info.in_shapes[k] if k < len(info.in_shapes) else info.in_shape
+    offs = info.concat_offsets
+    in_chans: frozenset[int] | None = None
+    if offs is not None:  # a concat: channel c of the output is channel c - off of one input
+        lo, hi = offs[k], offs[k] + shape[0]
+        if chans is not None:
+            in_chans = frozenset(c - lo for c in chans if lo <= c < hi)
+            if not in_chans:
+                return None
+    elif info.kind == "conv":
+        if chans is not None and info.groups > 1 and len(shape) == 3 and len(info.out_shape) == 3:
+            per_out, per_in = info.out_shape[0] // info.groups, shape[0] // info.groups
+            in_chans = frozenset(c for o in chans for c in range((o // per_out) * per_in,
+                                                                 (o // per_out + 1) * per_in))
+    elif (chans is not None and info.kind in _CHANNELWISE and len(shape) == 3
+          and shape[0] == info.out_shape[0]):
+        in_chans = chans
+    elif chans is not None and len(shape) == 3 and shape[0] == 1:
+        in_chans = frozenset({0})  # broadcast over channels
+    if len(shape) == 3 and len(info.out_shape) == 3 and shape[1:] != m.shape and not info.windowed:
+        # broadcast over positions (a (C, 1, 1) scale): one cell reaches them all
+        h, w = shape[1:]
+        if (h, w) == (1, 1) or h == 1 or w == 1:
+            mm = np.zeros((h, w), dtype=bool)
+            mm[:] = m.any(axis=0, keepdims=True).any(axis=1, keepdims=True) if (h, w) == (1, 1) else (
+                m.any(axis=0, keepdims=True) if h == 1 else m.any(axis=1, keepdims=True))
+            return mm, (0, h - 1), (0, w - 1), in_chans
+    return m, rows, cols, in_chans
+
+
+_CHANNELWISE = ("activation", "norm", "pool", "dropout", "merge", "output")
+
+
 def _walk_back(infos: list[LayerInfo], start: int, m: np.ndarray, rows: tuple[int, int],
-               cols: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
-    """Carry the output mask of step ``start`` back to the input through every path.
+               cols: tuple[int, int], chans: frozenset[int] | None = None,
+               ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], list[int]]:
+    """Carry the output mask of step ``start`` back to the input along every path.
 
     Steps are in execution order, so every source comes before the step it feeds:
     walking positions downwards, each step's mask is complete (the union over every
-    step it feeds) before it is pushed on to its own sources.  A merge (residual add)
-    passes its mask to all of its inputs, so both branches count.
+    step it feeds) before it is pushed on to its own sources.  An add or multiply
+    passes its mask to all of its inputs; a concat passes each input only the
+    channels that came from it (``chans``: the channels asked about, None: all).
+    Returns the input mask, its box and the steps passed through.
     """
-    masks = {start: (m, rows, cols)}
-    result: tuple[np.ndarray, tuple[int, int], tuple[int, int]] | None = None
+    masks: dict[int, Carried] = {start: (m, rows, cols, chans)}
+    result: Carried | None = None
+    through: list[int] = []
     for pos in range(start, -1, -1):
         if pos not in masks:
             continue
-        m, rows, cols = masks.pop(pos)
+        m, rows, cols, chans = masks.pop(pos)
+        through.append(pos)
         info = infos[pos]
         _check_spatial(info)
         if info.windowed:
@@ -121,22 +183,23 @@ def _walk_back(infos: list[LayerInfo], start: int, m: np.ndarray, rows: tuple[in
             rows = (rows[0] * sh - pt, rows[1] * sh - pt + dh * (kh - 1))
             cols = (cols[0] * sw - pl, cols[1] * sw - pl + dw * (kw - 1))
             m = _back_mask(info, m)
-        for src in info.sources:
-            prev = result if src == -1 else masks.get(src)
-            merged = (m, rows, cols) if prev is None else (
-                prev[0] | m, (min(prev[1][0], rows[0]), max(prev[1][1], rows[1])),
-                (min(prev[2][0], cols[0]), max(prev[2][1], cols[1])))
+        for k, src in enumerate(info.sources):
+            got = _to_input(info, k, m, rows, cols, chans)
+            if got is None:
+                continue
             if src == -1:
-                result = merged
+                result = _union(result, got)
             else:
-                masks[src] = merged
-    assert result is not None  # every path ends at the input
-    return result
+                masks[src] = _union(masks.get(src), got)
+    assert result is not None  # every path ends at the input; a channel comes from one
+    return result[0], result[1], result[2], through[::-1]
 
 
 def _check_spatial(info: LayerInfo) -> None:
+    broadcast = len(info.sources) > 1 and any(
+        len(s) == 3 and s[1:] == info.out_shape[1:] for s in info.in_shapes)
     if (len(info.in_shape) == 3 and len(info.out_shape) == 3 and info.in_shape[1:] != info.out_shape[1:]
-            and not info.windowed):
+            and not info.windowed and not broadcast):
         raise RenderError(
             f"cannot follow the receptive field through {info.name!r} ({info.kind}, {info.op}): "
             f"it changes {shape_of(info.in_shape)} to {shape_of(info.out_shape)} without a "
@@ -146,12 +209,14 @@ def _check_spatial(info: LayerInfo) -> None:
 
 def receptive_field(
     source: Source, stage: int | str, position: tuple[int, int] | None = None,
-    in_shape: tuple[int, int, int] | None = None,
+    in_shape: tuple[int, int, int] | None = None, channel: int | None = None,
 ) -> ReceptiveField:
     """The receptive field of output ``position`` (row, col) of ``stage`` (name or index).
 
     ``position`` defaults to the centre of a spatial stage's output; it is ignored for
     a flat stage (flatten, dense), whose every unit can see the whole reachable input.
+    ``channel`` narrows it to one output channel: through a concatenation only the
+    branch that channel came from counts (None: any channel, every branch).
     """
     shape0, infos = layer_infos(source, in_shape)
     t = _target(infos, stage)
@@ -190,8 +255,21 @@ def receptive_field(
         if info.windowed:
             jump[0] *= info.stride[0]
             jump[1] *= info.stride[1]
-    m, rows, cols = _walk_back(infos, steps[-1].position, m, rows, cols)
-    return ReceptiveField(target.name, position, rows, cols, m, (jump[0], jump[1]))
+    chans = None
+    if channel is not None:
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or not (
+                len(target.out_shape) == 3 and 0 <= channel < target.out_shape[0]):
+            n = target.out_shape[0] if len(target.out_shape) == 3 else 0
+            raise RenderError(f"channel {channel!r} is not a channel of {target.name}'s "
+                              f"{shape_of(target.out_shape)} output; expected 0..{n - 1}"
+                              if n else f"channel= needs a spatial stage; {target.name} is flat")
+        chans = frozenset({int(channel)})
+    m, rows, cols, through = _walk_back(infos, steps[-1].position, m, rows, cols, chans)
+    if last_spatial != len(chain) - 1:
+        through = through + [k for k in range(steps[-1].position + 1, t + 1) if k in {i.position for i in chain}]
+    return ReceptiveField(target.name, position, rows, cols, m, (jump[0], jump[1]),
+                          int(channel) if channel is not None else None,
+                          tuple(infos[k].name for k in through))
 
 
 def receptive_field_growth(
