@@ -11,10 +11,12 @@ CASES = [
     # label, case, size, batch, rounds
     ("EfficientNet-Lite0, batch 1", "efficientnet-lite0", None, 1, 40),
     ("EfficientNet-Lite0, batch 8", "efficientnet-lite0", None, 8, 16),
+    ("ResNet-50 (random), batch 1", "resnet50", None, 1, 12),
+    ("ResNet-50 (random), batch 8", "resnet50", None, 8, 4),
     ("LeNet (32x32)", "lenet", None, 1, 100),
     ("tutorial toy net, cat 300x451", "toy", None, 1, 40),
 ]
-TIMED = ["plain", "capture", "capture, stages made", "capture, all read", "capture new weights",
+TIMED = ["plain", "capture", "capture, stages made", "capture, all read",
          "capture share", "capture fp16", "capture 1 stage", "hooks+copy"]
 RSS_METHODS = ["plain", "capture", "capture fp16", "hooks+copy"]
 
@@ -70,7 +72,7 @@ def speed(quick: bool, children: bool) -> tuple[str, str, dict[str, Any]]:
         print(f"  {label}: capture {entry['ratios']['capture']:.2f}x of plain", flush=True)
     head = ["case", "forward only, ms", "plain: preprocess + forward, ms", "convlens.capture",
             "capture, then trace.stages read", "capture, then every stage output read",
-            "capture, model changed since its last capture", "capture weights=share", "capture dtype=float16", "capture layers=(last stage)",
+            "capture weights=share", "capture dtype=float16", "capture layers=(last stage)",
             "hooks + copy to NumPy",
             "torchlens", "capture: page faults / call"]
     rss_head = ["case (peak RSS above the loaded model, MB)", "plain", "capture",

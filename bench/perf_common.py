@@ -53,6 +53,11 @@ def case(name: str, size: int | None = None, batch: int = 1) -> tuple[Any, Any, 
         zm = zoo.load("efficientnet-lite0")
         pp = zm.preprocess if size is None else convlens.Preprocess.imagenet(size)
         return zm.model, batch_of(batch) if batch > 1 else convlens.cat(), pp
+    if name == "resnet50":
+        from resnet import resnet50
+
+        return (resnet50(), batch_of(batch) if batch > 1 else convlens.cat(),
+                convlens.Preprocess.imagenet(size or 224))
     if name == "lenet":
         zm = zoo.load("lenet")
         return zm.model, convlens.cat(), zm.preprocess
@@ -89,17 +94,10 @@ def methods(model: Any, images: Any, pp: Any) -> dict[str, Callable[[], Any]]:
             last.append(convlens.capture(model, images, preprocess=pp, weights="none").names[-1])
         return convlens.capture(model, images, last[0], preprocess=pp)
 
-    def fresh_copy() -> Any:  # as if the model had changed since its last capture (a new plan)
-        from convlens import forget
-
-        forget(model)
-        return convlens.capture(model, images, preprocess=pp)
-
     return {
         "forward": forward_only,
         "plain": plain,
         "capture": lambda: convlens.capture(model, images, preprocess=pp),
-        "capture new weights": fresh_copy,
         "capture, stages made": lambda: convlens.capture(model, images, preprocess=pp).stages,
         "capture, all read": lambda: [s.output for s in convlens.capture(model, images, preprocess=pp)],
         "capture share": lambda: convlens.capture(model, images, preprocess=pp, weights="share"),

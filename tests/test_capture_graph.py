@@ -297,7 +297,10 @@ def test_every_value_of_a_hand_written_forward_is_a_stage(make):
         out = model(x.clone())
     assert trace.names == list(ref), trace.names
     for name, want in ref.items():
-        np.testing.assert_array_equal(trace[name].output, want.numpy(), err_msg=name)
+        got = trace[name].output
+        if trace[name].params.get("layout") == "channels_last":  # shown channels-first
+            got = np.moveaxis(got, 1, 3)
+        np.testing.assert_array_equal(got, want.numpy(), err_msg=name)
     np.testing.assert_array_equal(trace.output, out.numpy())  # the last stage: the output
     index = {s.name: s.index for s in trace}
     index["input"] = -1
@@ -326,6 +329,12 @@ def test_kinds_come_from_the_op_and_params_are_typed():
     assert c["cat_2"].channels == 7
     n = convlens.capture(ConvNeXtish().eval(), _image())
     assert n["block.permute"].kind == "reshape" and n["block.norm"].kind == "norm"
+    # the channels-last stretch (permute .. layer scale) is shown channels-first, and says so
+    last = [s.name for s in n if s.params.get("layout") == "channels_last"]
+    assert last == ["block.permute", "block.norm", "block.pwconv1", "block.act",
+                    "block.pwconv2", "block.mul"]
+    assert n["block.pwconv1"].shape == (16, 6, 6) and n["block.permute_1"].shape == (4, 6, 6)
+    np.testing.assert_array_equal(n["block.permute"].output, n["block.dwconv"].output)
     # the layer scale is an operand that is not a stage: kept as the stage's weight
     np.testing.assert_array_equal(n["block.mul"].weights["operand0"],
                                   torch.linspace(0.5, 1.5, 4).numpy())

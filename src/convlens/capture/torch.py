@@ -152,7 +152,11 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
         trusted = Stage._trusted
         for i, r in enumerate(records):
             if r.leaf < 0:  # an op run between modules (its operand weights copied then)
-                stages.append(trusted(i, r.name, r.kind, r.op, _to_numpy(r.value), r.params,
+                out = _to_numpy(r.value)
+                p = r.params
+                if r.last:
+                    out, p = _first_channels(out), {**p, "layout": "channels_last"}
+                stages.append(trusted(i, r.name, r.kind, r.op, out, p,
                                       r.weights if mode != "none" else {}, r.source,
                                       r.sources))
                 continue
@@ -162,12 +166,22 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
                 copy = copies.get(id(m))
                 fn = partial(_recompute, r.recipe, model_input if source is None else source,
                              copy[1] if copy else {}, settings)
-                output: Any = Deferred(fn, r.value, after=source)
+                if r.last:
+                    fn = partial(_then_first, fn)
+                    shape = tuple(r.value)
+                    output: Any = Deferred(fn, (shape[0], shape[3], shape[1], shape[2]),
+                                           after=source)
+                else:
+                    output = Deferred(fn, r.value, after=source)
             else:
                 output = _to_numpy(r.value)
-            stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output,
-                                  _with_sources(params[r.leaf], r), dict(weights[id(m)]),
-                                  r.source, r.sources))
+                if r.last:
+                    output = _first_channels(output)
+            p = _with_sources(params[r.leaf], r)
+            if r.last:
+                p["layout"] = "channels_last"
+            stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output, p,
+                                  dict(weights[id(m)]), r.source, r.sources))
         return stages
 
     last = records[-1] if records else None
@@ -177,6 +191,15 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
     shape = tuple(last.value) if last.recipe is not None else tuple(last.value.shape)
     held = last.recipe is None and last.value is final and final._version == last.version
     return LazyStages(make, len(records), names, shape, held)
+
+
+def _first_channels(a: np.ndarray) -> np.ndarray:
+    """A channels-last ``(B, H, W, C)`` map as convlens shows every map: ``(B, C, H, W)``."""
+    return np.ascontiguousarray(np.moveaxis(a, 3, 1))
+
+
+def _then_first(fn: Any) -> np.ndarray:
+    return _first_channels(fn())
 
 
 def _recompute(fn: Any, source: Stage | torch.Tensor, tensors: dict[str, torch.Tensor],

@@ -77,7 +77,7 @@ class Record:
     """One kept layer call: its output (a tensor, or an array already converted/stored)."""
 
     __slots__ = ("name", "leaf", "kind", "source", "value", "version", "sources", "recipe",
-                 "op", "params", "weights")
+                 "op", "params", "weights", "last")
 
     def __init__(self, name: str, leaf: int, kind: str, source: int | None,
                  value: Any, version: int | None, recipe: Recipe | None = None):
@@ -90,6 +90,13 @@ class Record:
         self.op: str | None = None
         self.params: dict[str, Any] | None = None
         self.weights: dict[str, Any] | None = None
+        self.last = False
+        """The network holds this map channels-last ``(B, H, W, C)`` (after a
+        ``permute(0, 2, 3, 1)``, as ConvNeXt does): the stage shows it channels-first."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value) if self.recipe is not None else tuple(self.value.shape)
         """Set when the output is not held but computed again from the source stage's
         (``value`` is then the output's shape; see ``torch_derive``)."""
 
@@ -147,6 +154,26 @@ def _sources_of(producer: dict[int, tuple[Any, int]], tensors: list[torch.Tensor
     return tuple(out)
 
 
+def _stays_last(src: Record, out: torch.Tensor) -> bool:
+    """Fed a channels-last map, is ``out`` one too?  (4-D, same height and width: a layer
+    norm, a pointwise Linear, an activation on the last axis.)"""
+    shape = src.shape
+    return out.dim() == 4 and len(shape) == 4 and tuple(out.shape[1:3]) == tuple(shape[1:3])
+
+
+def _dims(args: tuple, kwargs: dict) -> tuple | None:
+    """A ``permute``'s axes, however they were passed."""
+    rest = args[1:]
+    if len(rest) == 1 and isinstance(rest[0], (tuple, list)):
+        rest = rest[0]
+    if not rest:
+        rest = kwargs.get("dims") or ()
+    try:
+        return tuple(int(d) % 4 for d in rest)
+    except (TypeError, ValueError):
+        return None
+
+
 def _kept(sources: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(i for i in sources if i != _UNKEPT) if _UNKEPT in sources else sources
 
@@ -191,7 +218,10 @@ def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = Non
             and inp.dtype is _F32 and out.is_cpu and inp.is_contiguous() and name not in s.copy):
         version = records[source].version if source >= 0 else s.input_version
         if version is not None and inp._version == version:  # fed the source's own output
-            records.append(Record(name, i, kind, source, out.shape, out._version, rc))
+            rec = Record(name, i, kind, source, out.shape, out._version, rc)
+            if source >= 0 and records[source].last:
+                rec.last = _stays_last(records[source], out)
+            records.append(rec)
             producer[id(out)] = (_ref(out), index)
             return
     if s.convert is not None:
@@ -206,6 +236,8 @@ def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = Non
         _hold(s, rec, out)
     if len(args) > 1 or type(a0) is not _Tensor:  # (several inputs: every one a source)
         rec.sources = _kept(_sources_of(producer, _tensors(args)))
+    if source is not None and source >= 0 and records[source].last:
+        rec.last = _stays_last(records[source], out)
     records.append(rec)
     producer[id(out)] = (_ref(out), index)
     if s.substitute is not None:
@@ -333,6 +365,13 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
             _hold(s, rec, o)
         rec.sources = tuple(sources)
         rec.op, rec.params = info.op, params
+        src_last = first_source is not None and first_source >= 0 and s.records[first_source].last
+        if info.op == "permute" and o.dim() == 4:
+            dims = _dims(args, kwargs)
+            # (0, 2, 3, 1) turns a channels-first map channels-last; (0, 3, 1, 2) back
+            rec.last = dims == (0, 1, 2, 3) if src_last else dims == (0, 2, 3, 1)
+        elif src_last:
+            rec.last = _stays_last(s.records[first_source], o)
         rec.weights = _operand_weights(s, info.op, args, kwargs)
         s.records.append(rec)
         producer[id(o)] = (_ref(o), index)
