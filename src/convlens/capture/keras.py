@@ -9,6 +9,8 @@ only, so it works on any Keras backend (convlens picks torch by default).
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +20,7 @@ from ..nets.keras_backend import import_keras
 from ..trace import Deferred, Stage
 from .keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
 
-__all__ = ["capture_keras", "expected_input", "describe_layer"]
+__all__ = ["capture_keras", "run_pass", "expected_input", "describe_layer"]
 
 keras = import_keras()
 L = keras.layers
@@ -287,6 +289,31 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+def run_pass(model: Any, xt: Any, keep: Callable[[str, str], bool] | None = None, *,
+             grad: bool = False) -> tuple[KerasPass, Any]:
+    """One recorded forward pass of a built ``model`` on ``xt`` (in the model's own data
+    format): ``(the pass, the model's output)``.  ``pass.recs`` are the stages in
+    execution order, each with its framework tensor, name, kind, params and sources —
+    the one walker behind :func:`capture_keras` and usable by attribution (``grad=True``
+    keeps autograd on, torch backend), so stage names agree by construction."""
+    rec = KerasPass(keras, model, keep, describe_layer, _channels_last, fused_activation,
+                    call_split)
+    channels_last = _channels_last(model)
+    with contextlib.ExitStack() as stack:
+        try:
+            rec.install(model, top=True)
+            if _TORCH:
+                if not grad:
+                    stack.enter_context(_torch().no_grad())
+                if rec.needs_mode:
+                    stack.enter_context(rec.torch_mode())
+            rec.mark_input(xt)
+            output = _call(model, xt, channels_last)
+        finally:
+            rec.uninstall()
+    return rec, output
+
+
 def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarray, str, list]:
     """Run ``model`` on ``x_nchw`` (converted to its data format) and record every layer
     call and every op (see :mod:`convlens.capture.keras_pass`).  Returns the stages, the
@@ -299,20 +326,7 @@ def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarra
         # a subclassed model builds on its first call, partly symbolically:
         # build it before the recorded pass so only real values are recorded
         _call(model, xt, channels_last)
-    rec = KerasPass(keras, model, keep, describe_layer, _channels_last, fused_activation,
-                    call_split)
-    import contextlib
-    with contextlib.ExitStack() as stack:
-        try:
-            rec.install(model, top=True)
-            if _TORCH:
-                stack.enter_context(_torch().no_grad())
-                if rec.needs_mode:
-                    stack.enter_context(rec.torch_mode())
-            rec.mark_input(xt)
-            output = _call(model, xt, channels_last)
-        finally:
-            rec.uninstall()
+    rec, output = run_pass(model, xt, keep)
     # what the stages are made from is taken now, as the model is at the call
     weights: dict[int, dict[str, np.ndarray]] = {}
     for r in rec.recs:

@@ -185,6 +185,8 @@ class KerasPass:
         first = pre if fused is not None else first_tensor(out)
         if first is None:
             return out
+        if fused is None and any(first is t for t in ins):
+            return out  # handed back its input (eval-mode dropout, identity): not a stage
         if fused is not None:
             p["activation"] = fn_name
         r = self.record(layer.name, kind, op, p, layer, sources, first, cl and kind != "reshape")
@@ -208,8 +210,8 @@ class KerasPass:
         finally:
             self.depth -= 1
         t = first_tensor(out)
-        if t is None:
-            return out
+        if t is None or any(t is i for i in ins):
+            return out  # nothing, or its input handed back: not a stage
         cls = type(operation).__name__
         key = cls.lower()
         cl = getattr(operation, "data_format", None)
