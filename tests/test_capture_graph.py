@@ -394,3 +394,35 @@ def test_names_are_stable_and_keep_filters_ops():
     only = convlens.capture(m, _image(), layers="merge")
     assert only.names == ["mul", "add"]
     np.testing.assert_array_equal(only["add"].output, a["add"].output)
+
+
+@pytest.mark.parametrize("make", MODELS, ids=lambda m: m.__name__)
+def test_the_drawings_edges_are_the_graphs(make):
+    from convlens.render.journeyview import journey_layout
+
+    torch.manual_seed(1)
+    trace = convlens.capture(make().eval(), _image())
+    name = {s.index: s.name for s in trace}
+    name[-1] = "input"
+    graph = {(name[i], s.name) for s in trace for i in s.sources}
+    layout, _ = journey_layout(trace, depth="full")
+    assert set(layout.edges) == graph
+    # every merge has an arrow from each of its sources
+    for s in trace:
+        if s.kind == "merge":
+            assert {e for e in layout.edges if e[1] == s.name} == {(name[i], s.name) for i in s.sources}
+
+
+def test_every_stage_fills_its_kinds_schema():
+    from convlens.nets import zoo
+    from convlens.params import problems
+
+    torch.manual_seed(1)
+    models = [m().eval() for m in MODELS] + [zoo.load("efficientnet-lite0").model]
+    models.append(convlens.build("conv(3, 3x3) relu maxpool(2) conv(4, 3x3, stride=2) avgpool(2) "
+                                 "flatten dense(5) softmax", backend="torch", seed=0,
+                                 in_shape=(3, 32, 32)))
+    for m in models:
+        for s in convlens.capture(m, _image(32)):
+            assert problems(s.kind, s.params) == [], (type(m).__name__, s.name)
+    assert problems("conv", {"kernel_size": 3}) != []  # (the check can fail)

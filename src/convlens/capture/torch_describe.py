@@ -98,6 +98,9 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
         if "Adaptive" in name:
             p["adaptive"] = True
             p["output_size"] = _tuple(m.output_size)
+            size = p["output_size"]
+            if all(v == 1 for v in (size if isinstance(size, tuple) else (size,))):
+                p["global"] = True  # (as Keras' GlobalAveragePooling2D says)
         else:
             p["kernel_size"] = _tuple(m.kernel_size)
             p["stride"] = _tuple(m.stride)
@@ -136,6 +139,9 @@ def describe_module(m: nn.Module) -> tuple[str, dict[str, Any]]:
         p = dict(start_dim=m.start_dim, end_dim=m.end_dim)
     elif kind == "dropout":
         p = dict(p=float(m.p))
+    declared = _attr(m, "convlens_params")  # a module may say its parameters (a merge's op)
+    if isinstance(declared, dict):
+        p = {**declared, **p}
     return kind, p
 
 

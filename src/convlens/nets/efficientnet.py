@@ -64,6 +64,7 @@ class Add(nn.Module):
     """The residual connection ``x + f(x)``, as a module so it is a stage of its own."""
 
     convlens_kind = "merge"
+    convlens_params = {"operation": "add"}
 
     def forward(self, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
         return shortcut + branch
