@@ -370,3 +370,28 @@ def test_unrecordable_work_is_named_in_one_notice(monkeypatch):
     assert "blk" in trace.names and trace["blk"].kind == "other"
     assert trace["blk"].sources == (-1,)             # fed by what went into the block
     assert trace["head"].sources == ()  # its input came from net2's unrecorded "- 1.0"
+
+
+def test_every_stage_fills_its_kinds_schema():
+    from convlens.params import problems
+
+    for arch in ARCHS:
+        for make in (functional, subclassed) if TORCH else (functional,):
+            model, _ = make(arch)
+            for s in convlens.capture(model, _image()):
+                assert problems(s.kind, s.params) == [], (arch, make.__name__, s.name, s.params)
+
+
+@pytest.mark.parametrize("make", [functional, subclassed] if TORCH else [functional])
+def test_merge_params_say_the_operation_and_channels_first_dim(make):
+    model, _ = make("dense")
+    trace = convlens.capture(model, _image())
+    cats = [s for s in trace if s.kind == "merge"]
+    assert [s.params["operation"] for s in cats] == ["cat", "cat"]
+    assert all(s.params["dim"] == 1 for s in cats)          # channels, channels-first
+    model, _ = make("mbv3")
+    trace = convlens.capture(model, _image())
+    ops_ = [s.params["operation"] for s in trace if s.kind == "merge"]
+    assert ops_ == ["mul", "add"]
+    acts = {s.params["function"] for s in trace if s.kind == "activation"}
+    assert {"hardswish", "hardsigmoid", "relu"} <= acts

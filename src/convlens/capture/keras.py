@@ -41,7 +41,9 @@ _KINDS: list[tuple[tuple[type, ...], str]] = [
     ((L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.GaussianNoise), "dropout"),
     ((L.Add, L.Concatenate, L.Multiply, L.Subtract, L.Average, L.Maximum, L.Minimum), "merge"),
 ]
-_ACT_ALIASES = {"swish": "silu", "linear": "identity"}
+_ACT_ALIASES = {"swish": "silu", "linear": "identity", "hard_silu": "hardswish",
+                "hard_swish": "hardswish", "hard_sigmoid": "hardsigmoid",
+                "log_sigmoid": "logsigmoid", "hard_tanh": "hardtanh"}
 
 
 def _kind(layer: Any) -> str:
@@ -66,22 +68,35 @@ def _t(v: Any) -> Any:
     return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
+_MERGE_OPS = {"Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "mean",
+              "Maximum": "max", "Minimum": "min", "Concatenate": "cat"}
+_NORM_FNS = {"BatchNormalization": "batch_norm", "LayerNormalization": "layer_norm",
+             "GroupNormalization": "group_norm", "UnitNormalization": "unit_norm"}
+
+
 def describe_layer(layer: Any) -> tuple[str, dict[str, Any]]:
+    """``(kind, params)`` of a layer, params in the schema of its kind
+    (``convlens.params``); what depends on the input (``in_channels``, ``in_features``,
+    a concatenation's ``dim``) is added at the call."""
     kind = _kind(layer)
     p: dict[str, Any] = {}
     if kind == "conv":
         p = dict(kernel_size=_t(layer.kernel_size), stride=_t(layer.strides),
                  padding=layer.padding, dilation=_t(layer.dilation_rate),
                  groups=getattr(layer, "groups", 1), bias=bool(layer.use_bias))
-        if isinstance(layer, L.DepthwiseConv2D):
+        if isinstance(layer, (L.DepthwiseConv2D, L.DepthwiseConv1D)):
             p["depth_multiplier"] = layer.depth_multiplier
         elif hasattr(layer, "filters"):
             p["out_channels"] = layer.filters
+        if "Transpose" in type(layer).__name__:
+            p["transposed"] = True
     elif kind == "pool":
         name = type(layer).__name__
         p["mode"] = "max" if "Max" in name else "avg"
         if "Global" in name:
             p["global"] = True
+            p["keepdim"] = bool(getattr(layer, "keepdims", False))
+            p["dims"] = tuple(range(2, 2 + int(name[-2]))) if name[-2].isdigit() else (2,)
         else:
             p.update(kernel_size=_t(layer.pool_size), stride=_t(layer.strides),
                      padding=layer.padding)
@@ -93,7 +108,10 @@ def describe_layer(layer: Any) -> tuple[str, dict[str, Any]]:
             if layer.negative_slope:
                 p["function"], p["alpha"] = "leaky_relu", float(layer.negative_slope)
             if layer.max_value is not None:
-                p["max_value"] = float(layer.max_value)
+                p["max"] = float(layer.max_value)
+                if float(layer.max_value) == 6.0 and not layer.negative_slope \
+                        and not layer.threshold:
+                    p["function"] = "relu6"
         elif isinstance(layer, L.LeakyReLU):
             p.update(function="leaky_relu", alpha=float(layer.negative_slope))
         elif isinstance(layer, L.ELU):
@@ -102,14 +120,26 @@ def describe_layer(layer: Any) -> tuple[str, dict[str, Any]]:
             p["function"] = "prelu"
         elif isinstance(layer, L.Softmax):
             p.update(function="softmax")
-    elif kind == "norm" and hasattr(layer, "epsilon"):
-        p["eps"] = float(layer.epsilon)
+    elif kind == "norm":
+        p["function"] = _NORM_FNS.get(type(layer).__name__, type(layer).__name__.lower())
+        if hasattr(layer, "epsilon"):
+            p["eps"] = float(layer.epsilon)
         if hasattr(layer, "momentum"):
             p["momentum"] = float(layer.momentum)
+        if isinstance(getattr(layer, "groups", None), int):
+            p["num_groups"] = int(layer.groups)
     elif kind == "dense":
         p = dict(out_features=layer.units, bias=bool(layer.use_bias))
     elif kind == "dropout" and hasattr(layer, "rate"):
         p["p"] = float(layer.rate)
+    elif kind == "merge":
+        p["operation"] = _MERGE_OPS.get(type(layer).__name__, type(layer).__name__.lower())
+    elif kind == "reshape":
+        p["operation"] = "permute" if isinstance(layer, L.Permute) else "reshape"
+        if isinstance(getattr(layer, "target_shape", None), (tuple, list)):
+            p["target_shape"] = tuple(int(v) for v in layer.target_shape)
+    elif kind == "flatten":
+        p = {"start_dim": 1, "end_dim": -1}
     return kind, p
 
 

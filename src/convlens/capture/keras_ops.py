@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["op_kind", "op_params", "torch_kind", "torch_name", "SPATIAL_REDUCTIONS"]
+__all__ = ["op_kind", "op_params", "cf_dim", "torch_kind", "torch_name", "SPATIAL_REDUCTIONS"]
 
 _MERGE = {"add", "subtract", "multiply", "divide", "truedivide", "dividenonan", "floordivide",
           "concatenate", "stack", "maximum", "minimum", "hstack", "vstack", "dstack",
@@ -31,17 +31,17 @@ _RESHAPE = {"reshape", "transpose", "ravel", "flatten", "expanddims", "squeeze",
 _CONV = {"conv", "depthwiseconv", "separableconv", "convtranspose"}
 _RESIZE = {"resize", "interpolate", "upsample"}
 
-# activation function names as convlens writes them (Keras' spellings -> one name)
-_FUNCTION = {"hardsilu": "hard_swish", "hardswish": "hard_swish", "hardsigmoid":
-             "hard_sigmoid", "leakyrelu": "leaky_relu", "logsoftmax": "log_softmax",
-             "logsigmoid": "log_sigmoid", "swish": "silu", "hardtanh": "hard_tanh",
-             "softshrink": "soft_shrink", "hardshrink": "hard_shrink",
-             "tanhshrink": "tanh_shrink", "sparseplus": "sparse_plus",
+# activation function names as convlens writes them (as the PyTorch adapter does)
+_FUNCTION = {"hardsilu": "hardswish", "hardswish": "hardswish", "hardsigmoid": "hardsigmoid",
+             "leakyrelu": "leaky_relu", "logsoftmax": "log_softmax",
+             "logsigmoid": "logsigmoid", "swish": "silu", "hardtanh": "hardtanh",
+             "softshrink": "softshrink", "hardshrink": "hardshrink",
+             "tanhshrink": "tanhshrink", "sparseplus": "sparse_plus",
              "sparsesigmoid": "sparse_sigmoid"}
 _MODE = {"add": "add", "subtract": "sub", "multiply": "mul", "divide": "div",
          "truedivide": "div", "dividenonan": "div", "floordivide": "floordiv",
          "concatenate": "concat", "hstack": "concat", "vstack": "concat", "dstack": "concat",
-         "stack": "stack", "maximum": "max", "minimum": "min", "average": "avg",
+         "stack": "stack", "maximum": "max", "minimum": "min", "average": "mean",
          "power": "pow"}
 
 
@@ -94,24 +94,57 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(_plain(v) for v in value)
 
 
-def op_params(key: str, kind: str, attrs: dict[str, Any], n_inputs: int) -> dict[str, Any]:
-    """Plain parameters of one op call; ``attrs`` are its plain arguments/attributes."""
+def cf_dim(axis: int, ndim: int, moved: bool) -> int:
+    """Axis ``axis`` of an ``ndim`` channels-last tensor as a dimension of the stage's
+    channels-first output (``moved``: the stage is stored channels-first)."""
+    a = axis % ndim if ndim else axis
+    if not moved or ndim < 3 or a == 0:
+        return a
+    return 1 if a == ndim - 1 else a + 1
+
+
+def op_params(key: str, kind: str, attrs: dict[str, Any], n_inputs: int, ndim: int = 0,
+              moved: bool = False, scalars: list[tuple[int, float]] | None = None
+              ) -> dict[str, Any]:
+    """Plain parameters of one op call, in the schema of its kind (``convlens.params``);
+    ``attrs`` are its plain arguments/attributes (Keras' names, kept as they are),
+    ``scalars`` the numbers among its arguments with their positions."""
     p: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
                          for k, v in attrs.items() if _plain(v) and k != "name"}
     if kind == "activation":
         p["function"] = _FUNCTION.get(key, key)
     elif kind == "merge":
-        p["mode"] = _MODE.get(key, key)
-        p["inputs"] = n_inputs
+        op = _MODE.get(key, key)
+        p["operation"] = op
+        axis = attrs.get("axis")
+        if op in ("concat", "stack"):
+            p["operation"] = "cat" if op == "concat" else "stack"
+            if isinstance(axis, int) and ndim:
+                p["dim"] = cf_dim(axis, ndim + (op == "stack"), moved)
+        if scalars and p["operation"] not in ("cat", "stack"):
+            p["scalar"], p["scalar_index"] = float(scalars[0][1]), int(scalars[0][0])
+            if scalars[0][0] == 0 and p["operation"] in ("sub", "div"):
+                p["reflected"] = True
     elif kind == "pool" and key in SPATIAL_REDUCTIONS:
         p["mode"] = "max" if "max" in key else ("sum" if key == "sum" else "avg")
         p["global"] = True
+        p["keepdim"] = bool(attrs.get("keepdims", attrs.get("keepdim", False)))
+        if ndim >= 3:
+            p["dims"] = tuple(range(2, ndim))
     elif kind == "pool" and key in _POOL_OPS:
         p["mode"] = "max" if "max" in key else "avg"
         if "adaptive" in key:
             p["adaptive"] = True
     elif kind == "pool":
         p["mode"] = "resize"
+    elif kind == "norm":
+        p["function"] = {"layernorm": "layer_norm", "rmsnorm": "rms_norm",
+                         "batchnorm": "batch_norm", "groupnorm": "group_norm",
+                         "instancenorm": "instance_norm"}.get(key, key)
+        if isinstance(p.get("epsilon"), float):
+            p["eps"] = p["epsilon"]
+    elif kind in ("reshape", "other", "dense"):
+        p["operation"] = key
     return p
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .keras_ops import op_kind, op_params, torch_kind, torch_name
+from .keras_ops import SPATIAL_REDUCTIONS, cf_dim, op_kind, op_params, torch_kind, torch_name
 
 __all__ = ["KerasPass", "Rec", "all_tensors", "first_tensor"]
 
@@ -51,7 +51,14 @@ def all_tensors(value: Any) -> list:
         return [t for v in value for t in all_tensors(v)]
     if isinstance(value, dict):
         return [t for v in value.values() for t in all_tensors(v)]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return []  # a constant, not a tensor of the pass
     return [value] if hasattr(value, "shape") and hasattr(value, "dtype") else []
+
+
+def _scalars(args: tuple) -> list[tuple[int, float]]:
+    return [(i, float(a)) for i, a in enumerate(args)
+            if isinstance(a, (int, float)) and not isinstance(a, bool)]
 
 
 class Rec:
@@ -96,6 +103,7 @@ class KerasPass:
         self._Sequential = keras.Sequential
         from keras.src.models.functional import Functional
         self._Functional = Functional
+        self._Symbolic = keras.KerasTensor
         self.default_channels_last = keras.config.image_data_format() == "channels_last"
 
     # -- tensors -> stages --------------------------------------------------------------
@@ -176,15 +184,23 @@ class KerasPass:
         cl = self._channels_last(layer)
         op = type(layer).__name__
         p = dict(params)
-        if kind == "conv" and ins and hasattr(ins[0], "shape") and len(ins[0].shape) >= 3:
-            c = ins[0].shape[-1] if cl else ins[0].shape[1]
-            if c is not None:
-                p["in_channels"] = int(c)
-        if kind == "merge":
-            p["sources"] = sources
         first = pre if fused is not None else first_tensor(out)
         if first is None:
             return out
+        if ins and kind in ("conv", "dense"):
+            shape = ins[0].shape
+            c = shape[-1] if (cl or kind == "dense") else shape[1]
+            if kind == "dense":
+                p["in_features"] = int(c)
+            elif len(shape) >= 3:
+                p["in_channels"] = int(c)
+                if "depth_multiplier" in p:  # depthwise: one group per input channel
+                    p["groups"], p["out_channels"] = int(c), int(c) * int(p["depth_multiplier"])
+        if kind == "merge":
+            p["sources"] = sources
+            if p.get("operation") == "cat" and isinstance(getattr(layer, "axis", None), int):
+                p["axis"] = int(layer.axis)  # Keras' (channels-last) axis, and as a dim
+                p["dim"] = cf_dim(layer.axis, len(first.shape), cl)
         if fused is None and any(first is t for t in ins):
             return out  # handed back its input (eval-mode dropout, identity): not a stage
         if fused is not None:
@@ -220,7 +236,8 @@ class KerasPass:
         ndim = len(ins[0].shape) if ins else 0
         kind = op_kind(key, axis, ndim, cl)
         attrs = {k: v for k, v in vars(operation).items() if not k.startswith("_")}
-        params = op_params(key, kind, attrs, len(ins))
+        params = op_params(key, kind, attrs, len(ins), len(t.shape), cl and kind != "reshape",
+                           _scalars(args))
         if kind == "merge":
             params["sources"] = sources
         self.record(operation.name, kind, cls, params, None, sources, t,
@@ -281,7 +298,9 @@ class KerasPass:
         original = functional._run_through_graph  # bound method of the class
 
         def run(inputs: Any, operation_fn: Callable = lambda op: op, call_fn: Any = None):
-            if call_fn is not None or self.depth:  # symbolic, or inside a recorded op
+            if call_fn is not None or self.depth or any(
+                    isinstance(t, self._Symbolic) for t in all_tensors(inputs)):
+                # symbolic (shape inference), or inside a recorded op: Keras' own run
                 return original(inputs, operation_fn=operation_fn, call_fn=call_fn)
             if functional is self.model or getattr(self.model, "_functional", None) is functional:
                 for t in all_tensors(inputs):
@@ -340,6 +359,10 @@ class KerasPass:
         from torch.overrides import TorchFunctionMode
 
         rec = self
+        for v in self.model.weights:  # the model's own variables: constants of the pass
+            value = getattr(v, "value", None)
+            if isinstance(value, torch.Tensor):
+                self._producer[id(value)] = (self._ref(value), None)
 
         class _Ops(TorchFunctionMode):
             def __torch_function__(self, func: Any, types: Any, args: tuple = (),
@@ -350,7 +373,11 @@ class KerasPass:
                 ins = [t for t in all_tensors(args) + all_tensors(kwargs)
                        if isinstance(t, torch.Tensor)]
                 if not any(rec.known(t) for t in ins):
-                    return func(*args, **kwargs)
+                    out = func(*args, **kwargs)
+                    for t in all_tensors(out):  # made from constants: known, not a stage
+                        if isinstance(t, torch.Tensor):
+                            rec._producer[id(t)] = (rec._ref(t), None)
+                    return out
                 return rec._torch_op(torch, func, args, kwargs, ins)
 
         return _Ops()
@@ -380,14 +407,21 @@ class KerasPass:
         if not inplace and len(outs) == 1 and any(outs[0] is t for t in ins):
             return out  # handed back an input unchanged
         cl = self.default_channels_last
-        axis = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else None))
+        _, key = torch_kind(name)
+        axis = kwargs.get("dim", kwargs.get("axis"))
+        if axis is None and len(args) > 1 and key in _AXIS_SECOND:
+            axis = args[1]
         ndim = ins[0].ndim if ins else 0
         kind, key = torch_kind(name, axis, ndim, cl)
         if isinstance(axis, (list, tuple)) and not all(isinstance(a, int) for a in axis):
             axis = None
         attrs = {"axis": axis} if isinstance(axis, (int, tuple, list)) else {}
         attrs.update({k: v for k, v in kwargs.items() if k not in ("dim", "axis", "out")})
-        params = op_params(key, kind, attrs, len(ins))
+        scalars = _scalars(args)
+        if raw.startswith("__r") and scalars:  # reflected: 1 - x is x.__rsub__(1)
+            scalars = [(0, scalars[0][1])]
+        params = op_params(key, kind, attrs, len(ins), outs[0].ndim, cl and kind != "reshape",
+                           scalars)
         if kind == "merge":
             params["sources"] = sources
         base = _OP_NAMES.get(name, name)
@@ -410,6 +444,7 @@ class KerasPass:
         self._producer[id(tensor)] = (self._ref(tensor), i)
 
 
+_AXIS_SECOND = SPATIAL_REDUCTIONS | {"concatenate", "stack", "softmax", "logsoftmax"}
 _OP_NAMES = {"sub": "subtract", "rsub": "subtract", "mul": "multiply", "rmul": "multiply",
              "div": "divide", "truediv": "divide", "rtruediv": "divide", "radd": "add",
              "cat": "concatenate", "concat": "concatenate", "pow": "power", "neg": "negative",
