@@ -67,6 +67,8 @@ def make_trace(framework="torch"):
     add("flat_add", "merge", "add", f1 + f3, {"operation": "add"}, src=(pf1, pf3))
     add("flat_cat", "merge", "cat", np.concatenate([f1, f2], axis=1),
         {"operation": "cat", "dim": 1}, src=(pf1, pf2))
+    add("one_minus", "merge", "sub", f32(1) - gate,
+        {"operation": "sub", "scalar": 1.0, "reflected": True}, src=(pg,))
     stages = [Stage(index=idx(p), name=n, kind=k, op=o, output=out, params=pr, weights=w,
                     sources=tuple(idx(q) for q in src))
               for p, (n, k, o, out, pr, w, src) in enumerate(spec)]
@@ -131,6 +133,7 @@ def test_info_offers_the_held_traces_and_the_frame_carries_the_graph(client, tra
     assert recs["a.conv"]["consumers"] == [2, 4, 6, 12]
     assert recs["add"]["consumers"] == [3, 5, 6]
     assert recs["fc3"]["consumers"] == [17] and recs["flat_cat"]["consumers"] == []
+    assert recs["se.gate"]["consumers"] == [9, 19] and recs["one_minus"]["inputs"] == [8]
     assert client.get("/api/traces/t9").status_code == 404
 
 
@@ -184,6 +187,13 @@ def test_scalar_and_constant_operands(client, trace):
                                                                   [9, 0, 0])
     assert g["value"] == float(trace["layer_scale"].weights["operand1"][9, 0, 0])
     assert ar["value"] == out(trace, "layer_scale", 9, 0, 0)
+
+
+def test_reflected_subtraction_puts_the_scalar_first(client, trace):
+    ar = explain(client, 19, channel=4)["arithmetic"]
+    assert [(o["name"], o["value"]) for o in ar["operands"]] == [
+        ("1", 1.0), ("se.gate", out(trace, "se.gate", 4, 0, 0))]
+    assert ar["value"] == out(trace, "one_minus", 4, 0, 0)
 
 
 def test_flat_add(client, trace):

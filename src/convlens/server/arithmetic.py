@@ -257,7 +257,8 @@ def _merge(trace: Trace, pos: int, at: tuple[int, ...], where: dict[int, int]) -
                 a.shape[k] == 1 and out_shape[off + k] > 1 for k in range(lead, a.ndim)))}))
     ans: dict[str, Any] = {"type": "merge", "operation": operation,
                            "symbol": _SYMBOLS.get(operation or "", ""), "operands": terms}
-    if operation in ("rsub", "rdiv"):  # reflected: the constant comes first (1 - x)
+    if operation in ("rsub", "rdiv") or stage.params.get("reflected"):
+        # reflected (x.__rsub__(1) is 1 - x): the last argument comes first
         ans["operands"] = terms[::-1]
         values = values[::-1]
     if operation is None:
