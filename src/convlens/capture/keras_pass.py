@@ -92,6 +92,7 @@ class KerasPass:
         self.unrecorded: list[str] = []  # what was computed but could not be recorded
         self._producer: dict[int, tuple[Any, int | None]] = {}
         self._counts: dict[str, int] = {}
+        self._op_counts: dict[str, int] = {}
         self._described: dict[int, tuple[str, dict]] = {}
         self._installed: list[tuple[Any, str]] = []
         self._wrapped: set[int] = set()
@@ -203,6 +204,10 @@ class KerasPass:
                 p["dim"] = cf_dim(layer.axis, len(first.shape), cl)
         if fused is None and any(first is t for t in ins):
             return out  # handed back its input (eval-mode dropout, identity): not a stage
+        if fused is None and len(all_tensors(out)) > 1:
+            note = f"{layer.name} ({type(layer).__name__}): outputs after the first"
+            if note not in self.unrecorded:
+                self.unrecorded.append(note)
         if fused is not None:
             p["activation"] = fn_name
         r = self.record(layer.name, kind, op, p, layer, sources, first, cl and kind != "reshape")
@@ -428,6 +433,9 @@ class KerasPass:
         where = self.prefix[-1] if self.prefix else None
         if where is not None and where != self.model.name:
             base = f"{where}.{base}"
+        n = self._op_counts.get(base, 0)  # add, add_1, add_2: as Keras and PyTorch name ops
+        self._op_counts[base] = n + 1
+        base = base if n == 0 else f"{base}_{n}"
         for t in outs:
             if t.is_floating_point() or t.dtype == torch.bool:
                 self.record(base, kind, name, params, None, sources, t,
