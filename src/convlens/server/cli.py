@@ -16,6 +16,7 @@ _EXAMPLES = """examples:
   convlens serve                       the toy-network editor, zoo models, the cat
   convlens serve --model zoo:efficientnet-lite0 --open
   convlens serve --model my_model.keras --port 8080
+  convlens serve --trace run.npz       a saved Trace (Trace.save), shown as it is
 
 The page: choose an image (the cat, a digit, your own: upload or drop it) and a model;
 see every stage, every channel, and how one value is computed.  Ctrl+C stops it.
@@ -29,6 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", metavar="FILE|zoo:NAME",
                    help=".keras, .h5, TorchScript .pt, or zoo:NAME, offered on the page")
+    p.add_argument("--trace", metavar="FILE.npz", action="append", default=[],
+                   help="a Trace saved with Trace.save (repeatable): offered among the "
+                        "models and opened first")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000,
@@ -83,7 +87,15 @@ def run(args: argparse.Namespace) -> int:
                             "expected 1 or more")
     loopback = args.host in LOOPBACK
     hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
-    app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads)
+    traces = {}
+    for path in getattr(args, "trace", None) or []:
+        from pathlib import Path
+
+        from ..trace import Trace
+        tr = Trace.load(path)  # a bad file: TraceError, one line
+        traces[f"{Path(path).name}: {tr.model_name} ({len(tr)} stages)"] = tr
+    app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads,
+                     traces=traces)
     if args.model:  # load it now: a bad file is a one-line error, not a broken page
         state = app.state.explorer
         state.model(state.default_model())

@@ -92,11 +92,14 @@ function showModelInfo(h) {
   const toy = h.trace.model_id === "toy";
   $("#editor").hidden = !toy;
   box.hidden = toy;
-  if (h.trace.model_id === "held") {
+  const held = h.trace.model_id === "held";
+  $("#image-select").disabled = held;
+  $("#upload-btn").disabled = held;
+  if (held) {
     const merges = h.stages.filter((s) => s.kind === "merge").length;
     $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), a trace captured ` +
       `elsewhere: ${h.stages.length} stages, ${merges} merge${merges === 1 ? "" : "s"}. It shows the ` +
-      `image it was captured on (${h.trace.original[0]}x${h.trace.original[1]}); the image choice does not apply.`;
+      `image it was captured on (${h.trace.original[0]}x${h.trace.original[1]}); choose a model to pick images again.`;
   } else if (!toy) {
     const steps = h.trace.preprocessing.filter((p) => p.op !== "layout").map((p) => p.op).join(", ");
     $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), ${h.stages.length} stages. ` +

@@ -213,9 +213,13 @@ export function branchText(s, stages) {
   const straight = ins.length === 1 && ins[0] === s.position - 1;
   if (straight || !ins.length) return null;
   const names = ins.map((p, i) => (p === -1 ? "input" : p === null ? `stage ${s.sources[i]}` : stages[p].name));
+  // on the item, an input inside the same module is named from there ("conv2", not "layer1.4.conv2")
+  const dot = s.name.lastIndexOf(".");
+  const home = dot > 0 ? s.name.slice(0, dot + 1) : "";
+  const short = names.map((n) => (home && n.startsWith(home) && n.length > home.length ? n.slice(home.length) : n));
   if (s.kind === "merge" || ins.length > 1) {
     const sym = SYMBOLS[s.merge] || "⋈";
-    return { merge: true, text: `${sym} ${names.join(", ")}`, title: `${s.merge || "merge"} of ${names.join(", ")}` };
+    return { merge: true, text: `${sym} ${short.join(", ")}`, title: `${s.merge || "merge"} of ${names.join(", ")}` };
   }
-  return { merge: false, text: `↳ ${names[0]}`, title: `fed by ${names[0]}` };
+  return { merge: false, text: `↳ ${short[0]}`, title: `fed by ${names[0]}` };
 }
