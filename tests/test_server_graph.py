@@ -18,6 +18,7 @@ from convlens.server import create_app  # noqa: E402
 from convlens.server.encode import unpack  # noqa: E402
 from convlens.trace import Stage, Trace  # noqa: E402
 
+HOSTILE = 'x<img src=x onerror="window.__xss=1">'  # a stage name is text, never HTML
 GAP = 3  # stage indices are 10, 13, 16...: a selection, never equal to positions
 
 
@@ -69,6 +70,7 @@ def make_trace(framework="torch"):
         {"operation": "cat", "dim": 1}, src=(pf1, pf2))
     add("one_minus", "merge", "sub", f32(1) - gate,
         {"operation": "sub", "scalar": 1.0, "reflected": True}, src=(pg,))
+    add(HOSTILE, "other", "custom_op", a * b, src=(pa, pb))  # two inputs, not a merge
     stages = [Stage(index=idx(p), name=n, kind=k, op=o, output=out, params=pr, weights=w,
                     sources=tuple(idx(q) for q in src))
               for p, (n, k, o, out, pr, w, src) in enumerate(spec)]
@@ -130,11 +132,21 @@ def test_info_offers_the_held_traces_and_the_frame_carries_the_graph(client, tra
     assert recs["a.conv"]["inputs"] == [-1] and recs["a.conv"]["sources"] == [-1]
     assert recs["add3"]["inputs"] == [0, 1, 3] and recs["add3"]["sources"] == [10, 13, 19]
     assert recs["add3"]["merge"] == "add" and recs["cat"]["merge"] == "cat"
-    assert recs["a.conv"]["consumers"] == [2, 4, 6, 12]
+    assert recs["a.conv"]["consumers"] == [2, 4, 6, 12, 20]
+    assert recs[HOSTILE]["inputs"] == [0, 1] and recs[HOSTILE]["merge"] is None
     assert recs["add"]["consumers"] == [3, 5, 6]
     assert recs["fc3"]["consumers"] == [17] and recs["flat_cat"]["consumers"] == []
     assert recs["se.gate"]["consumers"] == [9, 19] and recs["one_minus"]["inputs"] == [8]
     assert client.get("/api/traces/t9").status_code == 404
+    assert client.get("/api/traces/t1x").status_code == 422
+    assert client.get("/api/traces/..%2Ft1").status_code in (404, 422)
+
+
+def test_a_stage_with_two_inputs_that_is_not_a_merge_shows_its_first(client, trace):
+    a = explain(client, 20, channel=1, row=2, col=2)
+    assert [i["name"] for i in a["inputs"]] == ["a.conv", "b.conv"]
+    assert a["arithmetic"]["type"] == "elementwise"
+    assert a["arithmetic"]["x"] == out(trace, "a.conv", 1, 2, 2)
 
 
 # -- elementwise merges --------------------------------------------------------------
@@ -319,6 +331,13 @@ def test_browser_clicks_from_a_merge_to_each_input(trace, tmp_path):
             pg.locator("#arithmetic .join .stage-link").click()
             pg.wait_for_selector("#arithmetic[data-stage='d.conv'][data-channel='1']")
             assert title.inner_text() == "d.conv · conv · 6x7x2"
+            # names are text: a stage named like HTML is shown as it is, never run
+            assert item(20).locator(".from").inner_text() == "⋈ a.conv, b.conv"
+            item(0).click()
+            pg.locator("#stage-links .consumers .stage-link").last.click()
+            assert title.inner_text() == f"{HOSTILE} · other · 6x7x4"
+            assert pg.evaluate("window.__xss") is None
+            assert pg.locator("img").count() == 0
         finally:
             browser.close()
     assert errors == []
