@@ -215,6 +215,26 @@ def test_flat_add(client, trace):
     assert ar["value"] == out(trace, "flat_add", 4)
 
 
+def test_an_input_left_out_of_the_trace_is_named_not_guessed(trace):
+    kept = [st for st in trace.stages if st.name not in ("b.conv", "d.conv")]
+    part = Trace(stages=kept, input=trace.input, framework="torch", model_name="part",
+                 model_input=trace.model_input)
+    with TestClient(create_app(traces=[part]), raise_server_exceptions=False) as c:
+        header, _ = unpack(c.get("/api/traces/t1").content)
+        rec = next(r for r in header["stages"] if r["name"] == "add3")
+        assert rec["inputs"] == [0, None, 2] and rec["sources"] == [10, 13, 19]
+        pos = rec["position"]
+        ar = c.get(f"/api/traces/t1/stages/{pos}/explain", params={"channel": 1}).json()
+        ar = ar["arithmetic"]
+        assert [(o["name"], o["value"]) for o in ar["operands"]] == [
+            ("a.conv", out(trace, "a.conv", 1, 0, 0)), ("stage 13", None),
+            ("c.conv", out(trace, "c.conv", 1, 0, 0))]
+        assert "value" not in ar and "missing" in ar["note"]
+        pos = next(r["position"] for r in header["stages"] if r["name"] == "cat")
+        ar = c.get(f"/api/traces/t1/stages/{pos}/explain").json()["arithmetic"]
+        assert ar["type"] == "none" and "not held" in ar["note"]
+
+
 # -- concatenation -------------------------------------------------------------------
 @pytest.mark.parametrize("channel, name, position, at", [
     (0, "a.conv", 0, 0), (3, "a.conv", 0, 3), (4, "d.conv", 5, 0), (5, "d.conv", 5, 1),

@@ -101,7 +101,7 @@ def explain_position(entry: TraceEntry, pos: int, channel: int, row: int, col: i
     ins = inputs_of(trace, pos, where)
     answer: dict[str, Any] = {
         "stage": stage.name, "position": pos, "kind": stage.kind, "op": stage.op,
-        "channel": channel, "row": row, "col": col, "captured": captured,
+        "spatial": stage.is_spatial, "channel": channel, "row": row, "col": col, "captured": captured,
         "input_name": x_name, "receptive_field": rf,
         "inputs": [{"name": "input" if p == -1 else trace.stages[p].name if p is not None
                     else f"stage {i}", "position": p}

@@ -44,7 +44,7 @@ export function renderArithmetic(box, a, goto = null) {
   const ar = a.arithmetic;
   box.replaceChildren();
   const head = el("p", "where",
-    `${a.stage} · ${a.kind === "dense" || a.kind === "activation" && ar.type === "softmax" ? `unit ${a.col}` :
+    `${a.stage} · ${a.spatial === false || a.kind === "dense" || a.kind === "activation" && ar.type === "softmax" ? `unit ${a.col}` :
       `channel ${a.channel}, row ${a.row}, col ${a.col}`}`);
   box.append(head);
   const fn = { conv, pool, activation, norm, dense, softmax, merge, concat }[ar.type];
@@ -152,9 +152,11 @@ export function stageLink(name, position, goto, channel = null, cls = "stage-lin
 }
 
 const MERGE_TEXT = {
-  add: "the sum of", sub: "the first minus the others of", rsub: "the first minus the others of",
-  mul: "the product of", div: "the first divided by the others of", rdiv: "the first divided by the others of",
-  mean: "the mean of", max: "the largest of", min: "the smallest of",
+  add: (n) => `the sum of its ${n} operands`, mul: (n) => `the product of its ${n} operands`,
+  sub: () => "its first operand minus the next", rsub: () => "its first operand minus the next",
+  div: () => "its first operand divided by the next", rdiv: () => "its first operand divided by the next",
+  mean: (n) => `the mean of its ${n} operands`, max: (n) => `the largest of its ${n} operands`,
+  min: (n) => `the smallest of its ${n} operands`,
 };
 
 function where(o) {
@@ -168,8 +170,9 @@ function where(o) {
 
 function merge(box, ar, a, goto) {
   const n = ar.operands.length;
+  const text = MERGE_TEXT[ar.operation];
   box.append(el("p", "explain", ar.operation
-    ? `${a.op}: each value is ${MERGE_TEXT[ar.operation] || ar.operation} the values of its ${n} operand${n > 1 ? "s" : ""} at the same position.`
+    ? `${a.op}: each value is ${text ? text(n) : ar.operation} at the same position.`
     : ar.note));
   const t = el("table", "operands");
   ar.operands.forEach((o, i) => {
