@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from ..trace import Stage, Trace
@@ -175,6 +173,3 @@ def concat_dim(stage: Stage, shapes: list[tuple[int, ...]], framework: str) -> i
     candidates = [d for d in range(1, nd) if fits(d)]
     return candidates[0] if len(candidates) == 1 else None
 
-
-def describe_operands(ops: list[Operand]) -> list[dict[str, Any]]:
-    return [{"name": o.name, "position": o.position, "constant": o.constant} for o in ops]
