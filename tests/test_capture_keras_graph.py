@@ -395,3 +395,15 @@ def test_merge_params_say_the_operation_and_channels_first_dim(make):
     assert ops_ == ["mul", "add"]
     acts = {s.params["function"] for s in trace if s.kind == "activation"}
     assert {"hardswish", "hardsigmoid", "relu"} <= acts
+
+
+def test_a_failing_pass_leaves_nothing_on_the_model():
+    from convlens.errors import CaptureError
+
+    model, layers = functional("residual")
+    with pytest.raises(CaptureError):
+        convlens.capture(model, np.zeros((SIZE + 1, SIZE, 3), np.float32),
+                         preprocess=convlens.Preprocess())
+    for layer in [model, *model._flatten_layers()]:
+        assert not {"call", "_run_through_graph"} & layer.__dict__.keys()
+    assert len(convlens.capture(model, _image())) > 0

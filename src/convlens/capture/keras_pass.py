@@ -274,7 +274,7 @@ class KerasPass:
     def install(self, obj: Any, in_graph: bool = False, top: bool = False) -> None:
         if isinstance(obj, self._Input) or not isinstance(obj, self._Layer):
             return  # an input, or a keras.ops operation: recorded by the graph runner
-        if isinstance(obj, self._Functional):
+        if isinstance(obj, self._Functional) and type(obj).call is self._Functional.call:
             if id(obj) in self._patched:
                 return
             self._patched.add(id(obj))
