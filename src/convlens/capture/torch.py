@@ -37,7 +37,7 @@ from .torch_pass import first_tensor as _first_tensor
 __all__ = ["capture_torch", "describe_module", "expected_channels"]
 
 def _weights(m: nn.Module) -> dict[str, np.ndarray]:
-    """Copies of one module's floating-point parameters and buffers (shared, cached)."""
+    """Copies of one module's floating-point parameters and buffers, as they are now."""
     return dict(weights_of([m])[id(m)][0])
 
 

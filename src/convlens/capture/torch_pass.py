@@ -453,16 +453,16 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
         s = box[0]
         if s is None or s.thread != _ident() or s.inside:
             return forward(*args, **kwargs)
-        a0 = args[0] if args else None
-        before = a0._version if type(a0) is _Tensor and s.input_version is not None else None
-        if inplace:
-            _before_inplace(s, args)
-        popped = _enter_leaf(s)
+        popped = _enter_leaf(s)  # (our own bookkeeping below runs with the mode off too)
         try:
+            a0 = args[0] if args else None
+            before = a0._version if type(a0) is _Tensor and s.input_version is not None else None
+            if inplace:
+                _before_inplace(s, args)
             out = forward(*args, **kwargs)
+            new = _record(s, i, args, out, before)
         finally:
             _leave_leaf(s, popped)
-        new = _record(s, i, args, out, before)
         return out if new is None else new
     return recorded
 
@@ -493,17 +493,19 @@ def _hook(s: _Pass, m: nn.Module, i: int, inplace: bool) -> list[Any]:
             state["skip"] = True
             return
         state["skip"] = False
+        state["popped"] = _enter_leaf(s)
         if inplace:
             _before_inplace(s, args)
         a0 = args[0] if args else None
         state["before"] = a0._version if type(a0) is _Tensor and s.input_version is not None else None
-        state["popped"] = _enter_leaf(s)
 
     def post(_m: Any, args: tuple, out: Any) -> Any:
         if state.get("skip", True):
             return None
-        _leave_leaf(s, state.pop("popped", None))
-        return _record(s, i, args, out, state.get("before"))
+        try:
+            return _record(s, i, args, out, state.get("before"))
+        finally:
+            _leave_leaf(s, state.pop("popped", None))
 
     # ours first before the call, last after it (the user's hooks may change the output)
     return [m.register_forward_pre_hook(pre, prepend=True), m.register_forward_hook(post)]

@@ -31,34 +31,68 @@ def _pairs(m: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(k, v) for k, v in items if v is not None and v.is_floating_point()]
 
 
-Copies = tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]
+Copies = Any  # a _Copy, or ({}, {}): copy[0] arrays, copy[1] tensors
 
 
-def _snapshot(modules: list[nn.Module], pairs: list[list[tuple[str, torch.Tensor]]]) -> list[Copies]:
-    """Copy the weights of ``modules`` (one concatenation for all CPU float32 tensors)
-    and return them in order."""
-    done: list[Copies] = []
-    fast = [v.detach() for ps in pairs for _, v in ps if v.dtype is _F32 and v.is_cpu]
-    flat = _flatten(fast) if fast else torch.empty(0)
-    arr = flat.numpy()
-    arr.flags.writeable = False  # shared by every Trace of this state of the model
+_LARGE = 1 << 18
+"""Tensors of this many elements or more (1 MB) are copied one by one: one buffer of a
+ResNet-50's 100 MB would be mapped fresh (and page-faulted) at every capture, where
+glibc reuses the memory of separate blocks up to 32 MB; the many small ones are copied in
+one concatenation (one call instead of hundreds)."""
+
+
+def _readonly(t: torch.Tensor) -> np.ndarray:
+    a = t.numpy()
+    a.flags.writeable = False  # shared by the stages of one Trace
+    return a
+
+
+class _Copy:
+    """One module's weight copies: ``copy[0]`` name -> read-only array, ``copy[1]`` name
+    -> tensor.  The copying is done at the capture; the views into the shared buffer are
+    made when first asked for (when the stages are made, or a deferred stage computed)."""
+
+    __slots__ = ("flat", "arr", "entries", "views")
+
+    def __init__(self, flat: torch.Tensor, arr: np.ndarray, entries: list):
+        self.flat, self.arr, self.entries = flat, arr, entries
+        self.views: tuple[dict, dict] | None = None
+
+    def __getitem__(self, i: int) -> dict:
+        if self.views is None:
+            np_d: dict[str, np.ndarray] = {}
+            t_d: dict[str, torch.Tensor] = {}
+            for k, off, n, shape, own in self.entries:
+                if own is None:
+                    t_d[k] = self.flat[off:off + n].view(shape)
+                    np_d[k] = self.arr[off:off + n].reshape(shape)
+                else:
+                    t_d[k], np_d[k] = own, _readonly(own)
+            self.views = (np_d, t_d)
+        return self.views[i]
+
+
+_NO_WEIGHTS = ({}, {})
+
+
+def _snapshot(modules: list[nn.Module], pairs: list[list[tuple[str, torch.Tensor]]]) -> list[Any]:
+    """Copy the weights of ``modules`` and return them in order."""
+    small = [v.detach() for ps in pairs for _, v in ps
+             if v.dtype is _F32 and v.is_cpu and v.numel() < _LARGE]
+    flat = _flatten(small) if small else torch.empty(0)
+    arr = _readonly(flat)
     off = 0
-    for m, ps in zip(modules, pairs):
-        np_d: dict[str, np.ndarray] = {}
-        t_d: dict[str, torch.Tensor] = {}
+    done: list[Any] = []
+    for ps in pairs:
+        entries = []
         for k, v in ps:
-            if v.dtype is _F32 and v.is_cpu:
-                n = v.numel()
-                t_d[k] = flat[off:off + n].view(v.shape)
-                np_d[k] = arr[off:off + n].reshape(v.shape)
+            n = v.numel()
+            if v.dtype is _F32 and v.is_cpu and n < _LARGE:
+                entries.append((k, off, n, v.shape, None))
                 off += n
             else:
-                t = v.detach().to("cpu", _F32, copy=True)
-                t_d[k] = t
-                a = t.numpy()
-                a.flags.writeable = False
-                np_d[k] = a
-        done.append((np_d, t_d))
+                entries.append((k, 0, n, v.shape, v.detach().to("cpu", _F32, copy=True)))
+        done.append(_Copy(flat, arr, entries))
     return done
 
 
@@ -74,7 +108,7 @@ def weights_of(modules: list[nn.Module]) -> dict[int, Copies]:
             todo.append(m)
             pairs.append(ps)
         else:
-            out[id(m)] = ({}, {})
+            out[id(m)] = _NO_WEIGHTS
     if todo:
         for m, copies in zip(todo, _snapshot(todo, pairs)):
             out[id(m)] = copies
