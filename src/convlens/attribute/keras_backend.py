@@ -3,10 +3,11 @@
 The model is called through Keras (``model(x, training=False)``, inputs made with
 ``keras.ops``); on the torch backend its tensors are torch tensors, so the torch
 autograd engine computes the vector-Jacobian product (``torch.autograd.grad``: no
-``.grad`` is written into any variable).  Each leaf layer's ``call`` is wrapped for the
-one pass (an instance attribute, removed in ``finally``), exactly as
-:func:`convlens.capture` does, so stage names match its own: a layer with a fused
-activation is two stages (``conv1``, the pre-activation, then ``conv1.relu``).
+``.grad`` is written into any variable).  The pass is the capture's own
+(:func:`convlens.capture.keras.run_pass`, everything installed for the one pass and
+removed in ``finally``), so stages, names and kinds are capture's by construction: a
+layer with a fused activation is two stages (``conv1``, the pre-activation, then
+``conv1.relu``), and ``keras.ops`` calls are stages too.
 
 Outputs are converted to convlens' channels-first layout on the way out and the seeds
 back to the layer's own layout on the way in.  Other Keras backends (JAX, TensorFlow)
@@ -18,9 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..capture.keras import (
-    _channels_last, _leaves, call_split, describe_layer, fused_activation,
-)
+from ..capture.keras import _channels_last, _leaves, run_pass
 from ..capture.keras import _first_tensor as _first
 from ..errors import CaptureError, ConvlensError, ModelError
 from ..nets.keras_backend import import_keras
@@ -30,10 +29,6 @@ __all__ = ["KerasBackend"]
 
 keras = import_keras()
 _SOFTMAX = ("softmax", "log_softmax")
-
-
-class _Stop(Exception):
-    """Raised inside a wrapped call to end the forward pass early."""
 
 
 def _torch():
@@ -52,6 +47,13 @@ class _Layout:
     def __init__(self, channels_last: bool, kind: str, hwc: tuple[int, ...] | None = None):
         self.move = channels_last and kind != "reshape"
         self.hwc = hwc
+
+    @classmethod
+    def of(cls, r: Any) -> "_Layout":
+        """The layout the capture gave a recorded stage."""
+        lay = cls(False, r.kind, r.hwc)
+        lay.move = bool(r.move)
+        return lay
 
     def to_cf(self, a: np.ndarray) -> np.ndarray:
         if self.hwc is not None:
@@ -87,63 +89,12 @@ class KerasBackend(Backend):
         want, target = wanted_stages(keep, objective)
         stages: list[StageInfo] = []
         tensors: dict[str, tuple[Any, _Layout]] = {}
-        counts: dict[str, int] = {}
         softmax: list[tuple[Any, Any, _Layout]] = []
-        can_stop = stop_early and target != LOGITS and bool(want)
-        linear = keras.activations.linear
-
-        def unique(name: str) -> str:
-            n = counts.get(name, 0) + 1
-            counts[name] = n
-            return name if n == 1 else f"{name}#{n}"
-
-        def record(name: str, kind: str, fn: str, inp: Any, out: Any, layer: Any) -> None:
-            hwc = None
-            if kind == "flatten" and inp is not None and len(inp.shape) == 4 and \
-                    _channels_last(layer):
-                hwc = tuple(int(s) for s in inp.shape[1:])
-            lay = _Layout(_channels_last(layer), kind, hwc)
-            shape = lay.to_cf(np.empty((1, *[int(s) for s in out.shape[1:]]), np.float32)).shape
-            stages.append(StageInfo(name, kind, tuple(shape[1:]), fn))
-            if kind == "activation" and fn in _SOFTMAX:
-                softmax.append((inp, out, _Layout(_channels_last(layer), "activation")))
-            if name in want:
-                tensors[name] = (out, lay)
-                if can_stop and want <= tensors.keys():
-                    raise _Stop
-
-        def wrap(layer: Any, original: Any) -> Any:
-            kind, params = describe_layer(layer)
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                inp = _first(args)
-                if fused_activation(layer, kind, linear) is None:
-                    out = original(*args, **kwargs)
-                    o = _first(out)
-                    if o is not None:
-                        record(unique(layer.name), kind, str(params.get("function", "")),
-                               inp, o, layer)
-                    return out
-                pre, out, fn = call_split(layer, original, args, kwargs, linear)
-                record(unique(layer.name), kind, "", inp, pre, layer)
-                record(unique(f"{layer.name}.{fn}"), "activation", fn, pre, out, layer)
-                return out
-
-            return call
-
-        wrapped = []
         output: Any = None
         with torch.set_grad_enabled(grad):
             try:
-                for layer in self._leaves:
-                    if "call" in layer.__dict__:
-                        raise CaptureError(f"layer {layer.name!r} already has a patched "
-                                           "call(); is a capture running on this model?")
-                    object.__setattr__(layer, "call", wrap(layer, layer.call))
-                    wrapped.append(layer)
-                output = self.model(xt, training=False)
-            except _Stop:
-                pass
+                # the capture's own walker: the same stages, names and kinds by construction
+                rec, output = run_pass(self.model, xt, None, grad=grad)
             except ConvlensError:
                 raise
             except Exception as exc:  # Keras raises many exception types for bad shapes
@@ -151,9 +102,19 @@ class KerasBackend(Backend):
                 raise CaptureError(
                     f"{self.name} failed on an input of shape {tuple(xin.shape)}: {msg}; "
                     "check the image size and channels the model expects") from None
-            finally:
-                for layer in wrapped:
-                    object.__delattr__(layer, "call")
+            for r in rec.recs:
+                lay = _Layout.of(r)
+                shape = lay.to_cf(np.empty((1, *[int(s) for s in r.tensor.shape[1:]]),
+                                           np.float32)).shape
+                fn = str(r.params.get("function", ""))
+                stages.append(StageInfo(r.name, r.kind, tuple(shape[1:]), fn))
+                if r.kind == "activation" and fn in _SOFTMAX and r.sources and r.sources[0] >= 0:
+                    src = rec.recs[r.sources[0]]
+                    softmax.append((src.tensor, r.tensor, _Layout.of(src)))
+                if r.name in want:
+                    tensors[r.name] = (r.tensor, lay)
+                    if stop_early and target != LOGITS and want <= tensors.keys():
+                        break  # (the Keras pass ran to its end; report as far as needed)
             return self._finish(torch, output, xt, tensors, stages, softmax, keep,
                                 objective, input_grad)
 
