@@ -426,3 +426,16 @@ def test_every_stage_fills_its_kinds_schema():
         for s in convlens.capture(m, _image(32)):
             assert problems(s.kind, s.params) == [], (type(m).__name__, s.name)
     assert problems("conv", {"kernel_size": 3}) != []  # (the check can fail)
+
+
+def test_ops_between_modules_are_not_held_but_computed_again_exactly():
+    torch.manual_seed(1)
+    m = InplaceTwice().eval()
+    t = convlens.capture(m, _image())
+    # `y += x` and `y.relu_()` overwrote the conv's output: nothing was held or copied,
+    # each is computed again from the stages it read when first read
+    assert [s.computed for s in t] == [False, False, False, False, True]
+    with torch.no_grad():
+        ref = m.ref(torch.from_numpy(t.model_input))
+    for name in ("relu", "add", "conv"):  # (read newest first: each computes its sources)
+        np.testing.assert_array_equal(t[name].output, ref[name].numpy())

@@ -151,6 +151,16 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
         params = plan.params
         trusted = Stage._trusted
         for i, r in enumerate(records):
+            if r.leaf < 0 and r.recipe is not None:  # an op computed again when read
+                func, template, kwargs, inplace = r.recipe
+                srcs = [s_ for s_ in r.sources if s_ >= 0]
+                fn = partial(_replay, func, template, kwargs, inplace, stages, model_input,
+                             r.weights, settings)
+                stages.append(trusted(i, r.name, r.kind, r.op,
+                                      Deferred(fn, r.value, after=stages[srcs[0]] if srcs else None),
+                                      r.params, r.weights if mode != "none" else {}, r.source,
+                                      r.sources))
+                continue
             if r.leaf < 0:  # an op run between modules (its operand weights copied then)
                 out = _to_numpy(r.value)
                 p = r.params
@@ -200,6 +210,33 @@ def _first_channels(a: np.ndarray) -> np.ndarray:
 
 def _then_first(fn: Any) -> np.ndarray:
     return _first_channels(fn())
+
+
+def _replay(func: Any, template: tuple, kwargs: dict, inplace: bool, stages: list,
+            model_input: torch.Tensor, weights: dict, settings: Settings) -> np.ndarray:
+    """The deferred output of an op run between modules: the same function, on the
+    outputs of the stages it read (the model input unchanged: the pass checked) and the
+    copies of the weights it read, under the capture's settings.  An in-place op runs on
+    a copy of its first argument."""
+    def value(mark: tuple) -> Any:
+        tag = mark[0]
+        if tag == "s":
+            k = mark[1]
+            return model_input if k < 0 else torch.from_numpy(stages[k].output)
+        if tag == "w":
+            return torch.from_numpy(weights[mark[1]])
+        if tag == "l":
+            return mark[2](value(m) for m in mark[1])
+        return mark[1]
+
+    args = [value(m) for m in template]
+    if inplace and args and isinstance(args[0], torch.Tensor):
+        args[0] = args[0].clone()
+    with torch.no_grad(), same_settings(settings):
+        out = func(*args, **kwargs)
+    if inplace and out is None:
+        out = args[0]
+    return _to_numpy(out)
 
 
 def _recompute(fn: Any, source: Stage | torch.Tensor, tensors: dict[str, torch.Tensor],

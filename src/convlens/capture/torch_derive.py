@@ -101,8 +101,10 @@ def recipe(m: nn.Module) -> Recipe | None:
     """How to compute ``m``'s output again from its input, or None when ``m`` must be
     held (not a stock module of this kind, in training mode, in place...)."""
     make = _maker(type(m))
-    if make is None or m.__dict__.get("inplace", False) or m._forward_hooks or m._forward_pre_hooks:
+    if make is None or m._forward_hooks or m._forward_pre_hooks:
         return None  # (a module's own hooks could change what it returns)
+    # (an in-place module qualifies too: the pass checks that its input was, before the
+    # call, the unchanged output of the stage that fed it; the recipe is out of place)
     return make(m)
 
 

@@ -214,10 +214,12 @@ def _record(s: _Pass, i: int, args: tuple, output: Any, before: int | None = Non
     index = len(records)
     rc = s.recipes[i]
     if (rc is not None and source is not None and len(args) == 1
-            and type(out) is _Tensor and out is not inp and out.dtype is _F32
+            and type(out) is _Tensor and out.dtype is _F32
             and inp.dtype is _F32 and out.is_cpu and inp.is_contiguous() and name not in s.copy):
         version = records[source].version if source >= 0 else s.input_version
-        if version is not None and inp._version == version:  # fed the source's own output
+        # fed the source's own output (an in-place module: as it was before the call)
+        seen = before if out is inp else inp._version
+        if version is not None and seen == version and (out is not inp or s.inplace[i]):
             rec = Record(name, i, kind, source, out.shape, out._version, rc)
             if source >= 0 and records[source].last:
                 rec.last = _stays_last(records[source], out)
@@ -298,6 +300,58 @@ def _operand_weights(s: _Pass, op: str, args: tuple, kwargs: dict) -> dict[str, 
     return out
 
 
+_REPLAY_KINDS = frozenset({"merge", "activation", "pool", "norm", "reshape", "flatten",
+                           "conv", "dense"})
+"""Ops computed again, exactly, when their stage is first read (not held during the pass):
+deterministic functions of their inputs (no dropout, no ``other``)."""
+
+
+def _weight_key(op: str, j: int) -> str:
+    roles = WEIGHT_ROLES.get("conv" if op.startswith("conv") else op)
+    return roles[j] if roles and j < len(roles) else f"operand{j}"
+
+
+def _replayable(s: _Pass, op: str, args: tuple, kwargs: dict) -> tuple | None:
+    """How to run this op again from the stages it reads, or None.  Every tensor it reads
+    must be the unchanged, contiguous float32 output of a kept stage (or of the model
+    input) — then the same function on those stages' outputs gives the same bits — or a
+    tensor no stage made (a weight: the stage keeps a copy)."""
+    if s.convert is not None or any(isinstance(v, _Tensor) for v in kwargs.values()):
+        return None
+    producer, records = s.producer, s.records
+    template: list = []
+
+    def stage(t: torch.Tensor) -> tuple | None:
+        entry = producer.get(id(t))
+        if entry is None or entry[0]() is not t:
+            return None
+        k = entry[1]
+        if k == _UNKEPT or t.dtype is not _F32 or not t.is_cpu or not t.is_contiguous():
+            return None
+        version = records[k].version if k >= 0 else s.input_version
+        if version is None or t._version != version or (k >= 0 and records[k].last):
+            return None
+        return ("s", k)
+
+    for j, a in enumerate(args):
+        if isinstance(a, _Tensor):
+            mark = stage(a)
+            if mark is None:
+                entry = producer.get(id(a))
+                if entry is not None and entry[0]() is a:
+                    return None  # a stage's output, but changed or not as it was made
+                mark = ("w", _weight_key(op, j))
+            template.append(mark)
+        elif isinstance(a, (list, tuple)) and any(isinstance(v, _Tensor) for v in a):
+            marks = [stage(v) if isinstance(v, _Tensor) else ("v", v) for v in a]
+            if any(m is None for m in marks):
+                return None
+            template.append(("l", marks, type(a)))
+        else:
+            template.append(("v", a))
+    return tuple(template)
+
+
 def _op_name(s: _Pass, op: str) -> str:
     """``<module path>.<op>``, then ``_1``, ``_2``...: unique, never a module's name."""
     path = s.path[-1]
@@ -312,7 +366,7 @@ def _op_name(s: _Pass, op: str) -> str:
 
 
 def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: Any,
-               inplace: bool, before: int | None) -> Any:
+               inplace: bool, before: int | None, replay: tuple | None = None) -> Any:
     """An op run outside every leaf module returned ``out``: a stage per output tensor
     computed from the model input (ops on weights or constants alone are not stages)."""
     if type(out) is _Tensor or isinstance(out, _Tensor):
@@ -353,7 +407,11 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
             continue
         index = len(s.records)
         value: Any
-        if s.convert is not None:
+        if replay is not None and len(outs) == 1 and name not in s.copy:
+            # not held: computed again from the stages it read when first read
+            rec = Record(name, -1, kind, first_source, o.shape, o._version,
+                         (func, replay, dict(kwargs), inplace))
+        elif s.convert is not None:
             value = s.convert(o)
             if s.sink is not None:
                 value = s.sink.put(index, name, value)
@@ -372,6 +430,9 @@ def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: A
             rec.last = dims == (0, 1, 2, 3) if src_last else dims == (0, 2, 3, 1)
         elif src_last:
             rec.last = _stays_last(s.records[first_source], o)
+        if rec.last and rec.recipe is not None:  # (a channels-last map is held, moved later)
+            rec.recipe, rec.value = None, o
+            _hold(s, rec, o)
         rec.weights = _operand_weights(s, info.op, args, kwargs)
         s.records.append(rec)
         producer[id(o)] = (_ref(o), index)
@@ -404,6 +465,12 @@ class _OpRecorder(TorchFunctionMode):
             return func(*args, **kwargs)
         info = op_info(func)
         inplace = is_inplace_call(info, args, kwargs)
+        replay = None
+        if info.kind in _REPLAY_KINDS and not info.reflected and "out" not in kwargs:
+            try:
+                replay = _replayable(s, info.op, args, kwargs)
+            except Exception:  # noqa: BLE001 - then it is held, as any other output
+                replay = None
         before = None
         if inplace:
             target = kwargs.get("out")
@@ -418,7 +485,7 @@ class _OpRecorder(TorchFunctionMode):
         if inplace and out is None and args:  # (``x[i] = v`` returns nothing)
             out = args[0]
         try:
-            new = _record_op(s, func, info, args, kwargs, out, inplace, before)
+            new = _record_op(s, func, info, args, kwargs, out, inplace, before, replay)
         except _PASS_THROUGH:
             raise
         except Exception as exc:  # noqa: BLE001 - never break the user's forward pass
@@ -629,7 +696,7 @@ def run_pass(
     mutated = frozenset(
         rec.name for rec in records
         if (rec.version is not None and rec.recipe is None and rec.value._version != rec.version)
-        or (changed_input and rec.recipe is not None and rec.source == -1)
+        or (changed_input and rec.recipe is not None and -1 in rec.sources)
     )
     return records, output, mutated, s.notices
 
