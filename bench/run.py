@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     from convlens.allocator import allocator_status
 
     st = allocator_status()
-    out.append(f"_freed-memory retention (convlens.allocator): {st['retain_mb'] or 'off'} MB "
+    kept = f"{st['retain_mb']} MB" if st["retain_mb"] else "off"
+    out.append(f"_freed-memory retention (convlens.allocator, an opt-in): {kept} "
                f"({st['reason']}); bench wall time {time.perf_counter() - start:.0f} s_")
     text = "\n".join(out)
     print()
