@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import CaptureError
 from ..nets.keras_backend import import_keras
-from ..trace import Deferred, Stage
+from ..trace import Deferred, Stage, _freeze
 from .keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
 
 __all__ = ["capture_keras", "run_pass", "expected_input", "describe_layer"]
@@ -307,16 +307,6 @@ def _reorder_flat(rec: Any, recs: list) -> None:
         rec.weights = {**rec.weights, "weight": np.ascontiguousarray(
             w.reshape(w.shape[0], *hwc).transpose(0, 3, 1, 2).reshape(w.shape[0], -1))}
         rec.params["input_order"] = "reordered from (H, W, C) to (C, H, W)"
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
-        return {str(k): _freeze(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def run_pass(model: Any, xt: Any, keep: Callable[[str, str], bool] | None = None, *,
