@@ -439,3 +439,26 @@ def test_ops_between_modules_are_not_held_but_computed_again_exactly():
         ref = m.ref(torch.from_numpy(t.model_input))
     for name in ("relu", "add", "conv"):  # (read newest first: each computes its sources)
         np.testing.assert_array_equal(t[name].output, ref[name].numpy())
+
+
+def test_a_model_without_children_shows_the_ops_of_its_forward():
+    class Bare(nn.Module):  # parameters only, every op functional
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.linspace(-0.5, 0.5, 4 * 3 * 9).view(4, 3, 3, 3))
+
+        def forward(self, x):
+            a, b = torch.split(F.conv2d(x, self.w, padding=1), 2, dim=1)
+            return F.relu(a) * torch.sigmoid(b)
+
+    m = Bare().eval()
+    t = convlens.capture(m, _image(8))
+    assert t.names == ["conv2d", "split", "split_1", "relu", "sigmoid", "mul"]
+    assert [s.sources for s in t] == [(-1,), (0,), (0,), (1,), (2,), (3, 4)]
+    x = torch.from_numpy(t.model_input)
+    with torch.no_grad():
+        c = F.conv2d(x, m.w, padding=1)
+        np.testing.assert_array_equal(t["conv2d"].output, c.numpy())
+        np.testing.assert_array_equal(t["relu"].output, F.relu(c[:, :2]).numpy())
+        np.testing.assert_array_equal(t.output, m(x).numpy())
+    assert convlens.capture(nn.Conv2d(3, 2, 3), _image(8)).names == ["conv2d"]  # a stock layer alone

@@ -587,7 +587,7 @@ class Wrappers:
     def __init__(self, plan: Plan, model: nn.Module):
         self.box: list[_Pass | None] = [None]
         containers = list(plan.containers)
-        if plan.leaves[0] is not model:  # (the model itself, path "")
+        if not plan.leaves or plan.leaves[0] is not model:  # (the model itself, path "")
             containers.append((model, ""))
         modules = list(plan.leaves) + [m for m, _ in containers]
         self.dicts = [m.__dict__ for m in modules]

@@ -83,8 +83,10 @@ class Plan:
                     names.append(name)
 
         walk(model, "")
-        if not leaves:  # the model is itself one layer
+        if not leaves and type(model).__module__.startswith("torch.nn."):
+            # a stock layer given on its own (nn.Conv2d): it is the one stage
             leaves, names = [model], [type(model).__name__.lower()]
+        # (a model of the user's without children: its forward's ops are the stages)
         described = [describe_module(m) for m in leaves]
         self.leaves, self.names, self.modules = leaves, names, modules
         self.containers = containers
@@ -192,7 +194,7 @@ def plan_for(model: nn.Module, plan: Plan | None = None) -> Plan:
     if plan is not None and plan.same_leaves():
         return plan
     plan = Plan(model)
-    if plan.leaves[0] is not model:  # (a one-layer model would keep itself alive)
+    if not plan.leaves or plan.leaves[0] is not model:  # (a one-layer model would keep itself alive)
         try:
             _PLANS[model] = plan
         except TypeError:  # a model that cannot be weakly referenced: not remembered
