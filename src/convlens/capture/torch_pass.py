@@ -136,6 +136,7 @@ _F32 = torch.float32
 _ident = threading.get_ident
 _pop_mode = torch._C._pop_torch_function_stack
 _push_mode = torch._C._push_on_torch_function_stack
+_stack_len = torch._C._len_torch_function_stack
 
 
 _UNKEPT = -2
@@ -514,13 +515,21 @@ def _leave_leaf(s: _Pass, popped: Any) -> None:
 def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
     """Leaf ``i``'s ``forward`` while a pass is recorded: the module's own, then
     :func:`_record` for the pass in ``box[0]`` (made once per plan, installed for each
-    pass; calls from other threads are not recorded)."""
+    pass; calls from other threads are not recorded).  The op mode is off the stack
+    while the leaf runs (its ops are its own) and while convlens notes what it made."""
 
     def recorded(*args: Any, **kwargs: Any) -> Any:
         s = box[0]
         if s is None or s.thread != _ident() or s.inside:
             return forward(*args, **kwargs)
-        popped = _enter_leaf(s)  # (our own bookkeeping below runs with the mode off too)
+        s.inside = 1
+        mode = s.mode
+        popped = None
+        if mode is not None and _stack_len():
+            popped = _pop_mode()
+            if popped is not mode:  # (someone else's mode on top: leave the stack alone)
+                _push_mode(popped)
+                popped = None
         try:
             a0 = args[0] if args else None
             before = a0._version if type(a0) is _Tensor and s.input_version is not None else None
@@ -529,7 +538,9 @@ def _wrapper(box: list, i: int, forward: Any, inplace: bool) -> Any:
             out = forward(*args, **kwargs)
             new = _record(s, i, args, out, before)
         finally:
-            _leave_leaf(s, popped)
+            s.inside = 0
+            if popped is not None:
+                _push_mode(popped)
         return out if new is None else new
     return recorded
 
@@ -542,11 +553,12 @@ def _container(box: list, name: str, forward: Any) -> Any:
         s = box[0]
         if s is None or s.thread != _ident():
             return forward(*args, **kwargs)
-        s.path.append(name)
+        path = s.path
+        path.append(name)
         try:
             return forward(*args, **kwargs)
         finally:
-            s.path.pop()
+            path.pop()
     return entered
 
 
@@ -610,7 +622,7 @@ def _own_forward(m: nn.Module, own: Any) -> Any:
 
     def forward(*args: Any, **kwargs: Any) -> Any:
         mm = ref()
-        return type(mm).forward(mm, *args, **kwargs)
+        return mm.__class__.forward(mm, *args, **kwargs)
     return forward
 
 
