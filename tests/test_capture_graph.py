@@ -462,3 +462,27 @@ def test_a_model_without_children_shows_the_ops_of_its_forward():
         np.testing.assert_array_equal(t["relu"].output, F.relu(c[:, :2]).numpy())
         np.testing.assert_array_equal(t.output, m(x).numpy())
     assert convlens.capture(nn.Conv2d(3, 2, 3), _image(8)).names == ["conv2d"]  # a stock layer alone
+
+
+def test_integer_indexing_and_comparisons_are_exact_stages():
+    class Pick(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+            self.register_buffer("order", torch.tensor([3, 1, 0, 2]))
+
+        def forward(self, x):
+            y = self.conv(x)[:, self.order]  # channels reordered by an integer buffer
+            return y * (y > 0)
+
+    torch.manual_seed(1)
+    m = Pick().eval()
+    t = convlens.capture(m, _image(6))
+    assert t.names == ["conv", "getitem", "gt", "mul"]
+    x = torch.from_numpy(t.model_input)
+    with torch.no_grad():
+        y = m.conv(x)[:, m.order]
+        np.testing.assert_array_equal(t["getitem"].output, y.numpy())
+        np.testing.assert_array_equal(t["gt"].output, (y > 0).float().numpy())
+        np.testing.assert_array_equal(t.output, m(x).numpy())
+    assert t["gt"].kind == "other" and t["getitem"].kind == "reshape"

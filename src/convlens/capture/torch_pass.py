@@ -341,6 +341,8 @@ def _replayable(s: _Pass, op: str, args: tuple, kwargs: dict) -> tuple | None:
                 entry = producer.get(id(a))
                 if entry is not None and entry[0]() is a:
                     return None  # a stage's output, but changed or not as it was made
+                if a.dtype is not _F32 or not a.is_cpu:
+                    return None  # (its copy, a float32 weight, would not be the same)
                 mark = ("w", _weight_key(op, j))
             template.append(mark)
         elif isinstance(a, (list, tuple)) and any(isinstance(v, _Tensor) for v in a):
