@@ -1,15 +1,15 @@
-"""Capture every leaf module of a PyTorch ``nn.Module`` with forward hooks.
+"""Capture every stage of a PyTorch ``nn.Module``: each leaf module and every op run
+between modules (``torch_pass`` records them; ``torch_ops`` says what an op is).
 
-Hooks are added per call and removed in ``finally``; the model runs in eval
-mode under ``torch.no_grad()`` and every module's train/eval flag is restored
-afterwards, so the user's model comes back exactly as it was.
+The model runs in eval mode under ``torch.no_grad()``; every module's train/eval flag
+is restored afterwards, and whatever the pass installs (``forward`` wrappers, the op
+mode) is removed in ``finally``, so the user's model comes back exactly as it was.
 
-Outputs are kept by reference (no copy on the hot path, see ``torch_pass``).  A
-stored output that a later op would overwrite in place is copied just before: a
-pre-hook does it for in-place modules (``ReLU(inplace=True)``); for in-place ops
-hidden inside a module's ``forward`` (``out += identity``) the tensor's version
-counter reveals the change after the pass, and the pass is repeated copying the
-overwritten outputs as their layers return (remembered per model, so the next
+Outputs are kept by reference, or not held at all and computed again when read (see
+``torch_derive`` and :func:`_replay`).  A held output that a later op would overwrite
+in place is copied just before; for in-place ops hidden inside a leaf's ``forward`` the
+tensor's version counter reveals the change after the pass, and the pass is repeated
+copying the overwritten outputs as they are made (remembered per model, so the next
 capture of that model copies them at once and runs once).
 """
 from __future__ import annotations
@@ -125,11 +125,6 @@ def _converter(opts: CaptureOptions) -> Any:
     return None
 
 
-def _with_sources(params: dict[str, Any], r: Record) -> dict[str, Any]:
-    """Each stage its own dict (a module called twice: two stages)."""
-    return dict(params)
-
-
 def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
             model_input: torch.Tensor) -> LazyStages:
     """The Stages of ``records``, made when the Trace's stages are first read; what they
@@ -187,7 +182,7 @@ def _stages(records: list[Record], plan: Plan, opts: CaptureOptions, final: Any,
                 output = _to_numpy(r.value)
                 if r.last:
                     output = _first_channels(output)
-            p = _with_sources(params[r.leaf], r)
+            p = dict(params[r.leaf])  # (each stage its own dict: a module called twice)
             if r.last:
                 p["layout"] = "channels_last"
             stages.append(trusted(i, r.name, r.kind, ops[r.leaf], output, p,
