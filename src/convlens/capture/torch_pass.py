@@ -1,23 +1,26 @@
-"""One recorded forward pass of a PyTorch model: the hot path of ``capture()``.
+"""One recorded forward pass of a PyTorch model: the one walker over a model, used by
+``capture()`` and by attribution (the ``substitute`` hook).
 
-Cost model: a plain forward pass of EfficientNet-Lite0 takes ~12 ms here, so every
-microsecond per layer call counts.  The pass therefore
+Cost model: a plain forward pass of EfficientNet-Lite0 takes 12–30 ms on this kind of
+machine, so every microsecond per module call counts.  The pass therefore
 
-* wraps each leaf's ``forward`` for the duration of the pass (an instance attribute,
+* wraps each module's ``forward`` for the duration of the pass (an instance attribute,
   removed in ``finally``) instead of hooking: hooks, even one global hook, put every
-  module call on PyTorch's slow call path; the wrapper of an in-place module
-  (``ReLU(inplace=True)``) first copies the held tensors it is about to overwrite;
-* holds nothing for a stage that can be computed again from the stage that fed it
-  (``torch_derive``: convolutions, eval-mode batch norms, clamping activations): it
-  notes how, and the output's shape;
-* keeps every other output **by reference** and defers everything else (describing the
-  module, weights, NumPy conversion) until after the pass;
-* copies a held output only when it is about to be overwritten (the in-place wrappers
-  above); an in-place op hidden inside some
-  ``forward`` (``out += x``) shows in the tensor's version counter after the pass, and the
-  pass is then repeated with those stages in ``copy`` (copied as their layers return);
-* with ``dtype="float16"`` or a disk store, converts / writes each output as its layer
-  returns (a copy taken then is immune to later in-place ops) and holds nothing.
+  module call on PyTorch's slow call path.  A leaf's wrapper records its output; a
+  container's names the path of the ops its own code runs;
+* sees the ops run between leaves (``x + y``, ``F.relu``, ``torch.cat``...) through a
+  ``TorchFunctionMode`` entered for the pass; a leaf takes it off the stack while it runs
+  (its ops are its own), and convlens' own bookkeeping runs with it off;
+* holds nothing for a stage that can be computed again from the stages that fed it
+  (``torch_derive``: convolutions, eval-mode batch norms, clamping activations; and any
+  deterministic op between modules, replayed on its inputs' stage outputs): it notes
+  how, and the output's shape;
+* keeps every other output **by reference**; a held output about to be overwritten in
+  place (by an in-place module or op) is copied just before; an in-place op hidden inside
+  a leaf's ``forward`` shows in the tensor's version counter after the pass, and the pass
+  is then repeated with those stages in ``copy`` (copied as they are made);
+* with ``dtype="float16"`` or a disk store, converts / writes each output as it is made
+  and holds nothing.
 """
 from __future__ import annotations
 
