@@ -221,15 +221,19 @@ class KerasPass:
                         out, cl)
         return out
 
+    def _inner(self, fn: Callable, args: tuple, kwargs: dict) -> Any:
+        """Run ``fn``; what runs inside it is its own (not recorded)."""
+        self.depth += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.depth -= 1
+
     def _call_op(self, operation: Any, fn: Callable, args: tuple, kwargs: dict) -> Any:
         """Run one ``keras.ops`` node of a functional graph and record it."""
         ins = all_tensors(args) + all_tensors(kwargs)
         sources = self._sources(ins)
-        self.depth += 1
-        try:
-            out = fn(*args, **kwargs)
-        finally:
-            self.depth -= 1
+        out = self._inner(fn, args, kwargs)
         t = first_tensor(out)
         if t is None or any(t is i for i in ins):
             return out  # nothing, or its input handed back: not a stage
@@ -396,11 +400,7 @@ class KerasPass:
         if inplace and ins:
             self._protect(torch, ins[0])
         sources = self._sources(ins)
-        self.depth += 1
-        try:
-            out = func(*args, **kwargs)
-        finally:
-            self.depth -= 1
+        out = self._inner(func, args, kwargs)
         outs = [t for t in all_tensors(out) if isinstance(t, torch.Tensor)]
         if not outs:
             return out
