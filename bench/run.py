@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print("rendering ...", flush=True)
         grids, journey, raw["render"] = perf_render.render(args.quick, children)
         out += ["### Rendering every channel of every stage", "", grids, "", journey, ""]
-    from convlens.allocator import allocator_status
+    from convlens.capture.allocator import allocator_status
 
     st = allocator_status()
     kept = f"{st['retain_mb']} MB" if st["retain_mb"] else "off"
-    out.append(f"_freed-memory retention (convlens.allocator, an opt-in): {kept} "
+    out.append(f"_freed-memory retention (convlens.capture.allocator, an opt-in): {kept} "
                f"({st['reason']}); bench wall time {time.perf_counter() - start:.0f} s_")
     text = "\n".join(out)
     print()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 MODULES = (
     "convlens", "convlens.render", "convlens.display", "convlens.report", "convlens.export",
-    "convlens.stats", "convlens.predictions", "convlens.nets.zoo", "convlens.explain",
+    "convlens.analysis.stats", "convlens.analysis.predictions", "convlens.nets.zoo", "convlens.explain",
     "convlens.attribute",
 )
 TARGET = Path(__file__).resolve().parent / "api.md"

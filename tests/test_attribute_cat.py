@@ -81,7 +81,7 @@ def test_stage_names_are_the_ones_capture_gives(effnet):
 
 
 def test_demo_attention_section_makes_its_cards(tmp_path):
-    from convlens.attribute.demo import attention_section
+    from convlens.demo.attribute import attention_section
 
     title, cards = attention_section(tmp_path, "torch", 0, size=24, steps=2)
     assert title.startswith("Where the network looks")

@@ -119,7 +119,7 @@ def test_unusable_stage_lists_the_stages_that_can_work():
         attribute.gradcam(quadrant_net(), _quadrant_image(), stage="nope")
     with pytest.raises(ModelError, match=r"class 7 is out of range; this model has 2 classes"):
         attribute.gradcam(quadrant_net(), _quadrant_image(), target=7)
-    with pytest.raises(ModelError, match=r"unknown CAM method 'gradcam\+'; expected one of"):
+    with pytest.raises(ModelError, match=r"unknown attribution method 'gradcam\+'; expected one of gradcam, gradcam\+\+, layercam; did you mean gradcam\+\+"):
         attribute.cam(quadrant_net(), _quadrant_image(), method="gradcam+")
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 import convlens
 from convlens import attribute
-from convlens.attribute.cli import add_parser
+from convlens.cli.attribute import add_parser
 from convlens.errors import ConvlensError, ModelError, RenderError
 from convlens.preprocess import Preprocess
 from convlens.render.colormaps import lut

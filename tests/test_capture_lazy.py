@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import convlens
-from convlens import allocator
+from convlens.capture import allocator
 from convlens.errors import ConvlensError
 from tests.test_perf_paths import assert_same, reference
 

@@ -178,7 +178,7 @@ def test_bad_input_is_a_one_line_capture_error():
     assert "\n" not in str(err.value) and "(1, 3, 20, 20)" in str(err.value)
     with pytest.raises(CaptureError, match="4-channel input"):
         convlens.capture(nn.Conv2d(4, 1, 1), convlens.cat())
-    with pytest.raises(ModelError, match="expected a torch.nn.Module or a keras.Model"):
+    with pytest.raises(ModelError, match="expected a model of one of: keras, torch"):
         convlens.capture(object(), convlens.cat())
 
 

@@ -60,9 +60,9 @@ def test_run_with_a_keras_model_file(tmp_path, cat_png):
     (["run", "{bad}", "--net", "relu", "-o", "{out}"], "bad.png"),
     (["run", "{img}", "--model", "{tmp}/x.onnx", "-o", "{out}"], "no such model file"),
     (["run", "{img}", "--net", "conv(1, 200x200)", "-o", "{out}"], "too small for its 200x200"),
-    (["run", "{img}", "-o", "{out}"], "one of the arguments --net --model is required"),
+    (["run", "{img}", "-o", "{out}"], "one of the arguments --model --net is required"),
     (["run", "{img}", "--net", "relu", "--layers", "conv", "-o", "{out}"], "matches no stage"),
-    (["frobnicate"], "invalid choice"),
+    (["frobnicate"], "'frobnicate' is not one of demo, run"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, cat_png, capsys, args, message):
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
@@ -106,7 +106,7 @@ def test_demo_writes_every_tutorial_experiment(tmp_path):
 
 
 def test_demo_is_deterministic(tmp_path):
-    from convlens.demo import run_demo
+    from convlens.demo.tutorial import run_demo
 
     run_demo(tmp_path / "a", progress=None)
     run_demo(tmp_path / "b", progress=None)

@@ -8,7 +8,7 @@ from PIL import Image
 
 import convlens
 from convlens import cli, render
-from convlens.comparison import compare, difference, random_vs_trained, zoo_trace
+from convlens.analysis.comparison import compare, difference, random_vs_trained, zoo_trace
 from convlens.errors import RenderError
 from convlens.render.colormaps import unit_to_index
 from convlens.trace import Stage, Trace

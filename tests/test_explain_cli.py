@@ -12,7 +12,8 @@ from PIL import Image
 from test_explain_support import numpy_trace
 
 from convlens.errors import ConvlensError
-from convlens.explain import cli, demo_section
+from convlens.cli import explain as cli
+from convlens.demo.explain import demo_section
 
 
 def parse(*argv):
@@ -119,7 +120,7 @@ def test_demo_section(tmp_path):
 def test_import_is_light():
     import subprocess
 
-    code = ("import sys, convlens.explain, convlens.explain.cli; "
+    code = ("import sys, convlens.explain, convlens.cli.explain; "
             "print(sorted(m for m in ('torch', 'keras', 'matplotlib', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ from PIL import Image
 import convlens
 from convlens import cli, render
 from convlens.errors import TraceError
-from convlens.predictions import class_probabilities, is_classifier, with_predictions
+from convlens.analysis.predictions import class_probabilities, is_classifier, with_predictions
 from convlens.trace import Stage, Trace
 
 
@@ -166,7 +166,7 @@ def test_cli_predict_with_a_torchscript_file_and_labels(tmp_path, main, capsys):
 
 
 def test_demo_trained_section_writes_its_cards(tmp_path):
-    from convlens.trained_demo import trained_section
+    from convlens.demo.trained import trained_section
 
     title, cards = trained_section(tmp_path)
     assert title.startswith("Trained networks")

@@ -8,7 +8,8 @@ from PIL import Image
 
 import convlens
 from convlens import cli
-from convlens.report import ReportOptions, report_html, write_demo_report, write_report
+from convlens.demo.report import write_demo_report
+from convlens.report import ReportOptions, report_html, write_report
 from convlens.render.text import fmt
 
 CHROMIUM = "/usr/bin/chromium"

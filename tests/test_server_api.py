@@ -356,7 +356,7 @@ def test_page_and_static_files_are_served(client):
 
 # -- the serve command ---------------------------------------------------------------------------
 def _serve_args(*argv):
-    from convlens.server import cli
+    from convlens.cli import serve as cli
     parser = argparse.ArgumentParser()
     cli.add_parser(parser.add_subparsers())
     return cli, parser.parse_args(["serve", *argv])

@@ -13,7 +13,7 @@ with warnings.catch_warnings():  # starlette's notice about its httpx-based clie
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from convlens.narrate import describe_stage  # noqa: E402
+from convlens.analysis.narrate import describe_stage  # noqa: E402
 from convlens.server import create_app  # noqa: E402
 from convlens.server.encode import unpack  # noqa: E402
 from convlens.trace import Stage, Trace  # noqa: E402

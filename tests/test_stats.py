@@ -11,7 +11,7 @@ import pytest
 import convlens
 from convlens import cli
 from convlens.errors import TraceError
-from convlens.stats import COLUMNS, StatsTable
+from convlens.analysis.stats import COLUMNS, StatsTable
 from convlens.trace import Stage, Trace
 
 

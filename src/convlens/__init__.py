@@ -9,19 +9,19 @@ network builders import them when they are first needed.
 """
 from __future__ import annotations
 
-from . import ops, render
-from .capture import capture
-from .comparison import compare
-from .errors import (
+from convlens import analysis, display, ops, render, report  # display, report, analysis register what a Trace shows
+from convlens.capture import capture
+from convlens.analysis import compare
+from convlens.errors import (
     CaptureError, ConvlensError, ImageError, ModelError, RenderError, SpecError, TraceError,
 )
-from .digits import digits
-from .images import as_batch, cat, load_image, resize
-from .models import LoadedModel, load_model
-from .nets import build, parse_spec
-from .pipeline import make_trace
-from .preprocess import Preprocess
-from .trace import STAGE_KINDS, Stage, Trace
+from convlens.digits import digits
+from convlens.images import as_batch, cat, load_image, resize
+from convlens.capture.files import LoadedModel, load_model
+from convlens.nets import build, parse_spec
+from convlens.pipeline import make_trace
+from convlens.preprocess import Preprocess
+from convlens.trace import STAGE_KINDS, Stage, Trace
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from .errors import ImageError
+from convlens.errors import ImageError
 
 __all__ = ["digits", "split_indices", "DigitSplit", "SPLIT_SEED", "TEST_FRACTION"]
 

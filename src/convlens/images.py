@@ -33,7 +33,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from convlens.errors import ImageError
 
 __all__ = ["MAX_PIXELS", "ImageSource", "load_image", "cat", "resize", "as_batch"]
 

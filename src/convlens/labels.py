@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from .errors import ModelError
+from convlens.errors import ModelError
 
 __all__ = ["imagenet_classes", "DIGIT_CLASSES"]
 

@@ -16,7 +16,7 @@ from typing import Callable, Literal, Union
 
 import numpy as np
 
-from .errors import ConvlensError
+from convlens.errors import ConvlensError
 
 __all__ = [
     "pair", "resolve_padding", "output_size", "conv2d", "conv2d_at", "pool2d",

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .capture import capture
-from .errors import ConvlensError
-from .images import as_batch
-from .trace import Trace
+from convlens.capture import capture
+from convlens.errors import ConvlensError
+from convlens.images import as_batch
+from convlens.trace import Trace
 
 __all__ = ["make_trace", "trace_spec"]
 
@@ -14,7 +14,7 @@ __all__ = ["make_trace", "trace_spec"]
 def trace_spec(images: Any, spec: str, backend: str = "torch", seed: int = 0,
                layers: str | Sequence[str] | None = None) -> Trace:
     """Build the toy network ``spec`` for these images (seeded) and capture it."""
-    from .nets import build, parse_spec
+    from convlens.nets import build, parse_spec
 
     batch = as_batch(images)
     net = parse_spec(spec)
@@ -32,7 +32,7 @@ def make_trace(images: Any, *, net: str | None = None, model: str | None = None,
         raise ConvlensError("give exactly one of a network spec (--net) or a model (--model)")
     if net is not None:
         return trace_spec(images, net, backend=backend, seed=seed, layers=layers)
-    from .models import load_model
+    from convlens.capture.files import load_model
 
     loaded = load_model(model, backend=backend)
     meta: dict[str, Any] = dict(loaded.meta)
@@ -40,6 +40,6 @@ def make_trace(images: Any, *, net: str | None = None, model: str | None = None,
         meta["class_names"] = list(loaded.class_names)
     trace = capture(loaded.model, images, layers, preprocess=loaded.preprocess,
                     name=loaded.name, meta=meta)
-    from .predictions import with_predictions
+    from convlens.analysis.predictions import with_predictions
 
     return with_predictions(trace)  # classifiers: meta["predictions"], the top 5 per image

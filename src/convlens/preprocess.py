@@ -23,8 +23,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ImageError
-from .images import resize
+from convlens.errors import ImageError
+from convlens.images import resize
 
 __all__ = ["Preprocess", "LUMA_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD"]
 

@@ -17,11 +17,11 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence, get_args
+from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-from .errors import TraceError
+from convlens.errors import TraceError
 
 __all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages", "Deferred",
            "predecessors", "successors"]
@@ -96,6 +96,28 @@ def _as_output(value: Any) -> np.ndarray:
     if out.dtype not in (np.float32, np.float16):
         out = out.astype(np.float32)
     return out
+
+
+# What a Trace shows, reports and reads off itself is written by its consumers (display/,
+# report/, analysis/), which register it here when ``convlens`` is imported: the core
+# imports none of them (tests/test_layout.py checks it).
+_VIEWS: dict[str, Callable[..., Any]] = {}
+
+
+def register_view(name: str, function: Callable[..., Any]) -> None:
+    """Make ``function`` what :class:`Trace`/:class:`Stage` call for ``name``
+    (``stage_html``, ``stage_png``, ``trace_html``, ``trace_png``, ``report``,
+    ``predictions``, ``stats``)."""
+    _VIEWS[name] = function
+
+
+def _view(name: str) -> Callable[..., Any]:
+    try:
+        return _VIEWS[name]
+    except KeyError:
+        raise TraceError(f"nothing provides {name!r} for a Trace; expected it registered by "
+                         "convlens' display, report or analysis package — import convlens "
+                         "first") from None
 
 
 @dataclass(eq=False)
@@ -189,14 +211,10 @@ class Stage:
         return f"Stage({self.index}, {self.name!r}, {self.kind}, {self.op}, {self.shape_str})"
 
     def _repr_html_(self) -> str:  # Jupyter: channels, colour bar, statistics
-        from .display import stage_html
-
-        return stage_html(self)
+        return _view("stage_html")(self)
 
     def _repr_png_(self) -> bytes:
-        from .display import stage_png
-
-        return stage_png(self)
+        return _view("stage_png")(self)
 
     def equals(self, other: "Stage") -> bool:
         """Exact equality of every field, arrays compared element-wise and by dtype."""
@@ -406,18 +424,14 @@ class Trace:
         """Per image, the ``k`` most probable classes (``Prediction(index, name,
         probability)``, most probable first), read from the last stage: a softmax's
         probabilities, or the softmax of a final dense stage's logits.  Class names come
-        from ``meta["class_names"]`` unless given.  See :mod:`convlens.predictions`."""
-        from .predictions import trace_predictions
-
-        return trace_predictions(self, k, class_names)
+        from ``meta["class_names"]`` unless given.  See :mod:`convlens.analysis.predictions`."""
+        return _view("predictions")(self, k, class_names)
 
     def stats(self, image: int | None = None) -> Any:
-        """A :class:`convlens.stats.StatsTable`: per stage mean, std, min, max, fraction of
+        """A :class:`convlens.analysis.stats.StatsTable`: per stage mean, std, min, max, fraction of
         zeros and of all-zero channels, over the whole batch (``image=None``) or one image.
-        See :mod:`convlens.stats`."""
-        from .stats import trace_stats
-
-        return trace_stats(self, image)
+        See :mod:`convlens.analysis.stats`."""
+        return _view("stats")(self, image)
 
     def __repr__(self) -> str:
         return (
@@ -426,21 +440,15 @@ class Trace:
         )
 
     def _repr_html_(self) -> str:  # Jupyter: journey, predictions, statistics
-        from .display import trace_html
-
-        return trace_html(self)
+        return _view("trace_html")(self)
 
     def _repr_png_(self) -> bytes:
-        from .display import trace_png
-
-        return trace_png(self)
+        return _view("trace_png")(self)
 
     def to_html(self, path: str | Path, **options: Any) -> Path:
         """Write one self-contained HTML report of this trace (pictures embedded, no
         external URLs); ``options`` as :func:`convlens.report.write_report`."""
-        from .report import write_report
-
-        return write_report(self, path, **options)
+        return _view("report")(self, path, **options)
 
     # -- persistence --------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -16,20 +16,42 @@ model exactly as it was (modes, ``requires_grad``, hooks, no ``.grad``).  See
 """
 from __future__ import annotations
 
-from .base import Attribution, mass_fraction
-from .gradcam import CAM_METHODS, cam, gradcam, gradcam_plus_plus, layercam
-from .maximize import Maximization, maximize, maximize_figure
-from .overlay import overlay, overlay_map
-from .saliency import GRADIENT_METHODS, gradient_x_input, saliency, smoothgrad
-from .sanity import SanityReport, SanityStep, sanity, sanity_figure, spearman, ssim
-from .stimuli import Stimulus, TopStimuli, stimuli_figure, top_stimuli
+from typing import Any
+
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
+from convlens.attribute.base import TargetArg
+
+from convlens.attribute.base import Attribution, mass_fraction
+from convlens.attribute.registry import Method, method_named, methods, register_method
+from convlens.attribute.gradcam import cam, gradcam, gradcam_plus_plus, layercam
+from convlens.attribute.maximize import Maximization, maximize, maximize_figure
+from convlens.attribute.overlay import overlay, overlay_map
+from convlens.attribute.saliency import gradient_x_input, saliency, smoothgrad
+from convlens.attribute.sanity import SanityReport, SanityStep, sanity, sanity_figure, spearman, ssim
+from convlens.attribute.stimuli import Stimulus, TopStimuli, stimuli_figure, top_stimuli
 
 __all__ = [
-    "Attribution", "mass_fraction",
-    "cam", "gradcam", "gradcam_plus_plus", "layercam", "CAM_METHODS",
-    "saliency", "smoothgrad", "gradient_x_input", "GRADIENT_METHODS",
+    "Attribution", "mass_fraction", "attribute", "Method", "methods", "method_named",
+    "register_method",
+    "cam", "gradcam", "gradcam_plus_plus", "layercam",
+    "saliency", "smoothgrad", "gradient_x_input",
     "maximize", "Maximization", "maximize_figure",
     "top_stimuli", "TopStimuli", "Stimulus", "stimuli_figure",
     "sanity", "SanityReport", "SanityStep", "sanity_figure", "spearman", "ssim",
     "overlay", "overlay_map",
 ]
+
+
+def attribute(model: Any, images: Any, method: str = "gradcam", stage: str | None = None,
+              target: TargetArg = None, *, preprocess: Preprocess | None = None,
+              **options: Any) -> Attribution:
+    """Any registered map method by name (``convlens.attribute.registry()``): a CAM at
+    ``stage`` or a gradient map at the input; ``options`` are the method's own
+    (``noise``, ``samples``, ``seed`` for SmoothGrad)."""
+    m = method_named(method, "cam", "gradient")
+    unknown = sorted(set(options) - set(m.options))
+    if unknown:
+        raise ModelError(f"{method} takes no option {unknown[0]!r}; expected "
+                         f"{', '.join(m.options) or 'none'}")
+    return m.function(model, images, stage, target, preprocess=preprocess, **options)

@@ -6,7 +6,7 @@
   the only modules here that touch a framework.
 * :class:`Subject` — a model plus what is known about it (preprocessing, class names),
   made by :func:`subject` from a ``torch.nn.Module``, a ``keras.Model``, a zoo model or
-  a :class:`~convlens.models.LoadedModel`.
+  a :class:`~convlens.capture.files.LoadedModel`.
 * :class:`Attribution` — a batch of maps (Grad-CAM, saliency...) with the class each
   one explains.
 
@@ -23,9 +23,9 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ..errors import ModelError
-from ..images import as_batch, resize
-from ..preprocess import Preprocess
+from convlens.errors import ModelError
+from convlens.images import as_batch, resize
+from convlens.preprocess import Preprocess
 
 __all__ = [
     "LOGITS", "StageInfo", "Pass", "Seed", "Backend", "Subject", "subject", "Attribution",
@@ -131,13 +131,9 @@ def wanted_stages(keep: Sequence[str], objective: tuple[str, Seed] | None
 
 def backend_for(model: Any) -> Backend:
     """The backend for a ``torch.nn.Module`` or a ``keras.Model``."""
-    from ..capture import framework_of
+    from convlens.capture.adapters import adapter_for
 
-    if framework_of(model) == "torch":
-        from .torch_backend import TorchBackend
-        return TorchBackend(model)
-    from .keras_backend import KerasBackend
-    return KerasBackend(model)
+    return adapter_for(model).function("backend")(model)
 
 
 @dataclass
@@ -157,13 +153,12 @@ class Subject:
     def prepare(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(batch (B, H, W, 3) in [0, 1], model input (B, C, h, w))`` — the same
         preprocessing :func:`convlens.capture` would apply."""
-        from ..capture import _auto_preprocess, _expected
+        from convlens.capture import default_preprocess
 
         batch = as_batch(images)
         pre = self.preprocess
         if pre is None:
-            model = getattr(self.backend, "model", None)
-            pre = _auto_preprocess(*_expected(model, self.framework), batch.shape[1:3])
+            pre = default_preprocess(getattr(self.backend, "model", None), batch.shape[1:3])
         x, _ = pre.apply(batch)
         return batch, x
 
@@ -171,12 +166,12 @@ class Subject:
 def subject(model: Any, preprocess: Preprocess | None = None,
             class_names: Sequence[str] | None = None) -> Subject:
     """A :class:`Subject` from a framework model, a zoo model (``convlens.nets.zoo.load``)
-    or a :class:`~convlens.models.LoadedModel`; ``preprocess``/``class_names`` given here
+    or a :class:`~convlens.capture.files.LoadedModel`; ``preprocess``/``class_names`` given here
     win over the ones the zoo or loader knows."""
     if isinstance(model, Subject):
         return model
-    from ..models import LoadedModel
-    from ..nets.zoo import ZooModel
+    from convlens.capture.files import LoadedModel
+    from convlens.nets.zoo import ZooModel
 
     name = None
     if isinstance(model, (ZooModel, LoadedModel)):

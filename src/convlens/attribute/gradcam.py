@@ -16,19 +16,18 @@ The map has the stage's resolution; :meth:`Attribution.upsampled` stretches it t
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ModelError
-from ..preprocess import Preprocess
-from .base import LOGITS, Attribution, Subject, TargetArg, class_seed, spatial_stages, subject
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
+from convlens.attribute.registry import Method, method_named, register_method
+from convlens.attribute.base import LOGITS, Attribution, Subject, TargetArg, class_seed, spatial_stages, subject
 
-__all__ = ["CamMethod", "CAM_METHODS", "CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM",
+__all__ = ["CAM", "GradCAM", "GradCAMPlusPlus", "LayerCAM",
            "cam", "gradcam", "gradcam_plus_plus", "layercam", "default_stage"]
 
-CamMethod = Literal["gradcam", "gradcam++", "layercam"]
-CAM_METHODS: tuple[str, ...] = get_args(CamMethod)
 
 
 def default_stage(sub: Subject, x: np.ndarray) -> str:
@@ -107,11 +106,13 @@ class LayerCAM(CAM):
         return np.maximum((np.maximum(grads, 0.0) * acts).sum(axis=1), 0.0)
 
 
-_BY_NAME: dict[str, type[CAM]] = {c.method: c for c in (GradCAM, GradCAMPlusPlus, LayerCAM)}
+for _cls, _title in ((GradCAM, "Grad-CAM"), (GradCAMPlusPlus, "Grad-CAM++"),
+                     (LayerCAM, "Layer-CAM")):
+    register_method(Method(_cls.method, _title, "cam", _cls()))
 
 
 def cam(model: Any, images: Any, stage: str | None = None, target: TargetArg = None, *,
-        method: CamMethod = "gradcam", preprocess: Preprocess | None = None) -> Attribution:
+        method: str = "gradcam", preprocess: Preprocess | None = None) -> Attribution:
     """A class activation map of ``images`` for ``target`` at ``stage``.
 
     ``model``: a ``torch.nn.Module``, a ``keras.Model``, a zoo model or a loaded model.
@@ -122,9 +123,8 @@ def cam(model: Any, images: Any, stage: str | None = None, target: TargetArg = N
     ``preprocess``: how images become model input (default: the zoo model's, or what
     the model's declared input needs).  The model is left exactly as it was.
     """
-    if method not in _BY_NAME:
-        raise ModelError(f"unknown CAM method {method!r}; expected one of {', '.join(CAM_METHODS)}")
-    return _BY_NAME[method]()(model, images, stage, target, preprocess=preprocess)
+    return method_named(method, "cam").function(model, images, stage, target,
+                                                 preprocess=preprocess)
 
 
 def gradcam(model: Any, images: Any, stage: str | None = None, target: TargetArg = None, *,

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..preprocess import LUMA_WEIGHTS, Preprocess
+from convlens.preprocess import LUMA_WEIGHTS, Preprocess
 
 __all__ = ["color_matrix", "FourierImage", "Affine", "tv_penalty", "blur_penalty",
            "pointwise", "pointwise_adjoint", "Adam"]
@@ -32,7 +32,7 @@ def color_matrix() -> np.ndarray:
     """``(3, 3)`` matrix ``M`` with ``M M^T`` proportional to the RGB covariance of the
     bundled cat photograph (its symmetric square root), scaled so its largest column
     has unit length.  Uncorrelated parameters become naturally correlated colours."""
-    from ..images import cat
+    from convlens.images import cat
 
     px = cat().reshape(-1, 3).astype(np.float64)
     vals, vecs = np.linalg.eigh(np.cov(px, rowvar=False))

@@ -19,11 +19,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..capture.keras import _channels_last, _leaves, run_pass
-from ..capture.keras import _first_tensor as _first
-from ..errors import CaptureError, ConvlensError, ModelError
-from ..nets.keras_backend import import_keras
-from .base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
+from convlens.capture.keras import _channels_last, _leaves, run_pass
+from convlens.capture.keras import _first_tensor as _first
+from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.nets.keras_backend import import_keras
+from convlens.attribute.base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
 __all__ = ["KerasBackend"]
 

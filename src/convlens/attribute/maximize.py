@@ -25,16 +25,17 @@ from typing import Any, Literal, Sequence, TextIO, get_args
 
 import numpy as np
 
-from ..errors import ModelError
-from ..preprocess import Preprocess
-from ..render.colorbar import legend
-from ..render.figure import Figure
-from ..render.layout import grid_layout, vstack
-from ..render.panel import finish, header
-from ..render.text import fmt
-from ..render.tiles import photo_pixels, tile
-from .base import LOGITS, Subject, channel_seed, subject
-from .imageparam import (
+from convlens.attribute.registry import Method, register_method
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
+from convlens.render.colorbar import legend
+from convlens.render.figure import Figure
+from convlens.render.layout import grid_layout, vstack
+from convlens.render.panel import finish, header
+from convlens.render.text import fmt
+from convlens.render.tiles import photo_pixels, tile
+from convlens.attribute.base import LOGITS, Subject, channel_seed, subject
+from convlens.attribute.imageparam import (
     Adam, Affine, FourierImage, blur_penalty, pointwise, pointwise_adjoint, tv_penalty,
 )
 
@@ -72,7 +73,7 @@ class Maximization:
 def _size(sub: Subject, size: int | tuple[int, int] | None, pre: Preprocess) -> tuple[int, int]:
     if size is None:
         if sub.framework == "keras":
-            from ..capture.keras import expected_input
+            from convlens.capture.keras import expected_input
             fixed = expected_input(sub.backend.model)[1]  # type: ignore[attr-defined]
             if fixed is not None:
                 return fixed
@@ -148,8 +149,8 @@ def maximize(
     sub = subject(model, preprocess)
     pre = sub.preprocess
     if pre is None:
-        from ..capture import _auto_preprocess, _expected
-        pre = _auto_preprocess(*_expected(sub.backend.model, sub.framework), (0, 0))  # type: ignore[attr-defined]
+        from convlens.capture import default_preprocess
+        pre = default_preprocess(sub.backend.model, (0, 0))  # type: ignore[attr-defined]
     h, w = _size(sub, size, pre)
     target = stage if stage is not None else LOGITS
     measured = (target, channel_seed(chans))
@@ -221,3 +222,6 @@ def maximize_figure(result: Maximization, size: int = 160, cols: int = 6) -> Fig
     return finish(vstack([top, body], gap=8), {
         "view": "maximize", "stage": result.stage, "channels": result.channels,
         "start": [float(v) for v in result.start], "final": [float(v) for v in result.final]})
+
+
+register_method(Method("maximize", "Activation maximisation", "channel", maximize))

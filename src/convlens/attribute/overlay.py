@@ -13,23 +13,21 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import RenderError
-from ..images import resize
-from ..render.colorbar import colorbar, legend
-from ..render.colormaps import CmapName
-from ..render.figure import Figure
-from ..render.layout import Block, hstack, vstack
-from ..render.panel import finish, header
-from ..render.scale import Scale
-from ..render.text import fmt
-from ..render.tiles import photo_pixels, tile
-from .base import Attribution
+from convlens.errors import RenderError
+from convlens.images import resize
+from convlens.render.colorbar import colorbar, legend
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.layout import Block, hstack, vstack
+from convlens.render.panel import finish, header
+from convlens.render.scale import Scale
+from convlens.render.text import fmt
+from convlens.render.tiles import photo_pixels, tile
+from convlens.attribute.base import Attribution
+from convlens.attribute.registry import title as method_title
 
 __all__ = ["overlay", "overlay_map", "blend", "default_clip"]
 
-_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "Layer-CAM",
-           "saliency": "Saliency (|gradient|)", "smoothgrad": "SmoothGrad",
-           "gxi": "Gradient x input"}
 
 
 def blend(image: np.ndarray, m: np.ndarray, scale: Scale, alpha: float) -> np.ndarray:
@@ -142,7 +140,7 @@ def overlay(attr: Attribution, images: int | Sequence[int] | None = None, *,
                          _scale(src, attr.signed, cmap, clip), size, caption, i))
     where = "the input pixels" if attr.stage == "input" else f"stage {attr.stage}"
     labels = "; ".join(f"image {i}: {attr.label(i)}, score {fmt(attr.scores[i])}" for i in idx)
-    title = f"{_TITLES.get(attr.method, attr.method)} at {where} · {attr.model_name}"
-    return _figure(rows, title, labels, {"method": attr.method, "stage": attr.stage,
+    title = f"{method_title(attr.method)} at {where} · {attr.model_name}"
+    return _figure(rows, title, labels, {"method": attr.method, "title": title, "stage": attr.stage,
                                          "targets": [attr.targets[i] for i in idx],
                                          "shared": shared})

@@ -14,19 +14,18 @@ normalised model "zero" means the dataset mean colour.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
-from ..preprocess import Preprocess
-from .base import LOGITS, Attribution, Subject, TargetArg, class_seed, subject
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
+from convlens.attribute.registry import Method, register_method
+from convlens.attribute.base import LOGITS, Attribution, Subject, TargetArg, class_seed, subject
 
-__all__ = ["GradientMethod", "GRADIENT_METHODS", "saliency", "smoothgrad", "gradient_x_input",
+__all__ = ["saliency", "smoothgrad", "gradient_x_input",
            "input_gradients"]
 
-GradientMethod = Literal["saliency", "smoothgrad", "gxi"]
-GRADIENT_METHODS: tuple[str, ...] = get_args(GradientMethod)
 
 
 def input_gradients(sub: Subject, x: np.ndarray, target: TargetArg) -> tuple[np.ndarray, list[int], np.ndarray]:
@@ -96,3 +95,17 @@ def gradient_x_input(model: Any, images: Any, target: TargetArg = None, *,
     batch, x = sub.prepare(images)
     g, chosen, scores = input_gradients(sub, x, target)
     return _result(sub, "gxi", (g * x).sum(axis=1), batch, chosen, scores, True, {})
+
+
+def _at_input(function: Any) -> Any:
+    """``function`` with the common map-method signature (the stage is the input)."""
+    def run(model: Any, images: Any, stage: str | None = None, target: TargetArg = None, *,
+            preprocess: Preprocess | None = None, **options: Any) -> Attribution:
+        return function(model, images, target, preprocess=preprocess, **options)
+    return run
+
+
+register_method(Method("saliency", "Saliency (|gradient|)", "gradient", _at_input(saliency)))
+register_method(Method("smoothgrad", "SmoothGrad", "gradient", _at_input(smoothgrad),
+                       deterministic=False, options=("noise", "samples", "seed")))
+register_method(Method("gxi", "Gradient x input", "gradient", _at_input(gradient_x_input)))

@@ -21,26 +21,25 @@ structure gone).  The user's model is never touched: the backend randomises a co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
-from ..images import resize
-from ..preprocess import Preprocess
-from ..render.colorbar import legend
-from ..render.figure import Figure
-from ..render.layout import hstack, vstack
-from ..render.panel import finish, header
-from ..render.tiles import tile
-from .base import Attribution, Subject, TargetArg, subject
-from .gradcam import CamMethod, cam, default_stage
-from .overlay import _scale, blend
-from .saliency import gradient_x_input, saliency
+from convlens.errors import ModelError
+from convlens.images import resize
+from convlens.preprocess import Preprocess
+from convlens.render.colorbar import legend
+from convlens.render.figure import Figure
+from convlens.render.layout import hstack, vstack
+from convlens.render.panel import finish, header
+from convlens.render.tiles import tile
+from convlens.attribute.base import Attribution, Subject, TargetArg, subject
+from convlens.attribute.gradcam import default_stage
+from convlens.attribute.registry import method_named, methods
+from convlens.attribute.overlay import _scale, blend
 
 __all__ = ["SanityStep", "SanityReport", "sanity", "spearman", "ssim", "sanity_figure"]
 
-SanityMethod = Literal["gradcam", "gradcam++", "layercam", "saliency", "gxi"]
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:
@@ -126,13 +125,16 @@ class SanityReport:
 
 def _compute(method: str, sub: Subject, images: Any, stage: str | None,
              target: TargetArg) -> Attribution:
-    if method in ("saliency", "gxi"):
-        return (saliency if method == "saliency" else gradient_x_input)(sub, images, target)
-    return cam(sub, images, stage, target, method=method)  # type: ignore[arg-type]
+    return method_named(method).function(sub, images, stage, target)
+
+
+def sanity_methods() -> tuple[str, ...]:
+    """The methods the sanity check compares: deterministic class-explaining maps."""
+    return tuple(m.name for m in methods("cam", "gradient") if m.deterministic)
 
 
 def sanity(model: Any, images: Any, stage: str | None = None, target: TargetArg = None, *,
-           method: SanityMethod | CamMethod = "gradcam", steps: int = 6, seed: int = 0,
+           method: str = "gradcam", steps: int = 6, seed: int = 0,
            preprocess: Preprocess | None = None) -> SanityReport:
     """Cascading model randomisation for one image (the first of ``images``).
 
@@ -145,7 +147,12 @@ def sanity(model: Any, images: Any, stage: str | None = None, target: TargetArg 
     sub = subject(model, preprocess)
     batch, x = sub.prepare(images)
     batch, x = batch[:1], x[:1]
-    if method not in ("saliency", "gxi") and stage is None:
+    kind = method_named(method, "cam", "gradient").kind
+    if method not in sanity_methods():
+        raise ModelError(f"the sanity check compares maps that are the same on every run; "
+                         f"{method!r} is random (use saliency), expected one of "
+                         f"{', '.join(sanity_methods())}")
+    if kind == "cam" and stage is None:
         stage = default_stage(sub, x)
     original = _compute(method, sub, batch, stage, target)
     order_seen = [s.name for s in sub.backend.stages(x)]

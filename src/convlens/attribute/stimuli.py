@@ -17,18 +17,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..capture import capture
-from ..errors import ModelError
-from ..explain.receptive import receptive_field
-from ..preprocess import Preprocess
-from ..render.colorbar import legend
-from ..render.figure import Figure
-from ..render.layout import grid_layout, hstack, vstack
-from ..render.panel import finish, header
-from ..render.text import fmt
-from ..render.tiles import photo_pixels, tile
-from ..trace import Trace
-from .base import subject
+from convlens.capture import capture
+from convlens.attribute.registry import Method, register_method
+from convlens.errors import ModelError
+from convlens.explain.receptive import receptive_field
+from convlens.preprocess import Preprocess
+from convlens.render.colorbar import legend
+from convlens.render.figure import Figure
+from convlens.render.layout import grid_layout, hstack, vstack
+from convlens.render.panel import finish, header
+from convlens.render.text import fmt
+from convlens.render.tiles import photo_pixels, tile
+from convlens.trace import Trace
+from convlens.attribute.base import subject
 
 __all__ = ["Stimulus", "TopStimuli", "top_stimuli", "stimuli_figure"]
 
@@ -161,3 +162,6 @@ def stimuli_figure(ts: TopStimuli, size: int = 300, crop_px: int = 96) -> Figure
         "view": "top_stimuli", "stage": ts.stage, "channel": ts.channel,
         "items": [{"image": s.image, "position": s.position, "value": s.value,
                    "rect": s.box} for s in ts.items]})
+
+
+register_method(Method("stimuli", "Top stimuli", "channel", top_stimuli))

@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..capture.torch import _leaves, describe_module
-from ..capture.torch_pass import StopPass, run_pass
-from ..capture.torch_pass import first_tensor as _first_tensor
-from ..capture.torch_plan import cached_plan, plan_for
-from ..errors import CaptureError, ConvlensError, ModelError
-from .base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
+from convlens.capture.torch import _leaves, describe_module
+from convlens.capture.torch_pass import StopPass, run_pass
+from convlens.capture.torch_pass import first_tensor as _first_tensor
+from convlens.capture.torch_plan import cached_plan, plan_for
+from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.attribute.base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
 __all__ = ["TorchBackend"]
 

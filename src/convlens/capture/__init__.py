@@ -1,7 +1,7 @@
 """``capture(model, images)``: run a model once and record every stage into a Trace.
 
-Dispatches on the model's type (PyTorch ``nn.Module`` or Keras 3 model) without
-importing either framework until it is needed.
+Dispatches on the model's type through the adapter registry
+(:mod:`convlens.capture.adapters`) without importing a framework until it is needed.
 """
 from __future__ import annotations
 
@@ -13,46 +13,31 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CaptureError, ModelError
-from ..images import as_batch
-from ..preprocess import Preprocess
-from ..trace import LazyStages, Stage, Trace
-from .options import Store, StoreDtype, Weights, check_options, finish_stages
+from convlens.errors import CaptureError, ModelError
+from convlens.images import as_batch
+from convlens.preprocess import Preprocess
+from convlens.trace import LazyStages, Stage, Trace
+from convlens.capture.adapters import adapter_for
+from convlens.capture.options import Store, StoreDtype, Weights, check_options
 
-__all__ = ["capture", "framework_of"]
+__all__ = ["capture", "framework_of", "expected_input", "default_preprocess"]
 
 
 def framework_of(model: Any) -> str:
-    """``"torch"`` or ``"keras"``; ModelError for anything else."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        keras = sys.modules.get("keras")
-        if keras is not None and isinstance(model, keras.Layer):
-            return "keras"  # Keras layers are also nn.Modules on the torch backend
-        return "torch"
-    keras = sys.modules.get("keras")
-    if keras is not None and isinstance(model, keras.Layer):
-        return "keras"
-    raise ModelError(
-        f"cannot capture a {type(model).__module__}.{type(model).__name__}; expected a "
-        "torch.nn.Module or a keras.Model (load files with convlens.load_model)"
-    )
+    """The name of the adapter that owns ``model`` (``"torch"``, ``"keras"``...);
+    ModelError for anything else."""
+    return adapter_for(model).name
 
 
-def _adapter(framework: str) -> Callable:
-    if framework == "torch":
-        from .torch import capture_torch
-        return capture_torch
-    from .keras import capture_keras
-    return capture_keras
+def expected_input(model: Any) -> tuple[int | None, tuple[int, int] | None]:
+    """``(channels, (h, w))`` the model declares for its input (``None`` when unknown)."""
+    return adapter_for(model).function("expected")(model)
 
 
-def _expected(model: Any, framework: str) -> tuple[int | None, tuple[int, int] | None]:
-    if framework == "torch":
-        from .torch import expected_channels
-        return expected_channels(model), None
-    from .keras import expected_input
-    return expected_input(model)
+def default_preprocess(model: Any, hw: tuple[int, int]) -> Preprocess:
+    """What :func:`capture` does to images of size ``hw`` when no ``preprocess`` is given:
+    only what the model's declared input needs."""
+    return _auto_preprocess(*expected_input(model), hw)
 
 
 def _auto_preprocess(channels: int | None, size: tuple[int, int] | None,
@@ -109,10 +94,10 @@ def capture(
     without a batch axis) is named in ``trace.meta["notices"]``.
     """
     opts = check_options(weights, dtype, store, directory)
-    framework = framework_of(model)
+    adapter = adapter_for(model)
     batch = as_batch(images)
     if preprocess is None:
-        preprocess = _auto_preprocess(*_expected(model, framework), batch.shape[1:3])
+        preprocess = _auto_preprocess(*adapter.function("expected")(model), batch.shape[1:3])
     x, steps = preprocess.apply(batch)
 
     if layers is None:
@@ -120,17 +105,10 @@ def capture(
     else:
         selectors = [s.strip() for s in layers.split(",")] if isinstance(layers, str) else list(layers)
         keep = _Selector(selectors)
-    if framework == "torch":
-        from .torch import capture_torch
-        result = capture_torch(model, x, keep, opts)
-    else:
-        result = _adapter(framework)(model, x, keep)
-    # an adapter returns (stages, output, model name[, notices]): notices name what it
+    # an adapter returns (stages, output, model name, notices): notices name what it
     # computed but could not record as stages (never dropped silently)
-    stages, output, model_name = result[:3]
-    notices = list(result[3]) if len(result) > 3 else []
-    if framework != "torch":
-        stages = finish_stages(stages, opts, opts.sink())
+    stages, output, model_name, notices = adapter.function("capture")(model, x, keep, opts)
+    notices = list(notices)
     if keep is not None:
         keep.check()
     if not stages or (keep is None and not _ends_with(stages, output)):
@@ -144,7 +122,7 @@ def capture(
             stages.append(Stage(index=len(stages), name=name, kind="output", op="output",
                                 output=final, source=None))
     return Trace(
-        stages=stages, input=batch, framework=framework, model_name=name or model_name,
+        stages=stages, input=batch, framework=adapter.name, model_name=name or model_name,
         model_input=x, preprocessing=steps,
         meta={**(meta or {}), **({"notices": notices} if notices else {})},
     )

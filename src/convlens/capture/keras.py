@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import CaptureError
-from ..nets.keras_backend import import_keras
-from ..trace import Deferred, Stage, _freeze
-from .keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
+from convlens.errors import CaptureError
+from convlens.nets.keras_backend import import_keras
+from convlens.trace import Deferred, Stage, _freeze
+from convlens.capture.options import finish_stages
+from convlens.capture.keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
 
 __all__ = ["capture_keras", "run_pass", "expected_input", "describe_layer"]
 
@@ -334,7 +335,8 @@ def run_pass(model: Any, xt: Any, keep: Callable[[str, str], bool] | None = None
     return rec, output
 
 
-def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarray, str, list]:
+def capture_keras(model: Any, x_nchw: np.ndarray, keep,
+                  options: Any = None) -> tuple[list, np.ndarray, str, list]:
     """Run ``model`` on ``x_nchw`` (converted to its data format) and record every layer
     call and every op (see :mod:`convlens.capture.keras_pass`).  Returns the stages, the
     model's output (channels-first), its name and the notices (what was computed but could
@@ -379,4 +381,6 @@ def capture_keras(model: Any, x_nchw: np.ndarray, keep) -> tuple[list, np.ndarra
                f" (ops in call() are recorded on the torch backend only; this is {backend})")
         notices.append("computed but not recorded as stages: " + "; ".join(rec.unrecorded)
                        + why + " — a custom layer's output is a stage of its own, kind other")
+    if options is not None:
+        stages = finish_stages(stages, options, options.sink())
     return stages, final, model.name, notices

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .keras_ops import SPATIAL_REDUCTIONS, cf_dim, op_kind, op_params, torch_kind, torch_name
+from convlens.capture.keras_ops import SPATIAL_REDUCTIONS, cf_dim, op_kind, op_params, torch_kind, torch_name
 
 __all__ = ["KerasPass", "Rec", "all_tensors", "first_tensor"]
 
@@ -261,7 +261,7 @@ class KerasPass:
     # -- installing for one pass ----------------------------------------------------------
     def _set(self, obj: Any, attr: str, value: Any) -> None:
         if attr in obj.__dict__:
-            from ..errors import CaptureError
+            from convlens.errors import CaptureError
             raise CaptureError(f"layer {obj.name!r} already has a patched {attr}; is another "
                                "capture running on this model?")
         object.__setattr__(obj, attr, value)

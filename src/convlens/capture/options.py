@@ -21,8 +21,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ..errors import CaptureError
-from ..trace import Stage
+from convlens.errors import CaptureError
+from convlens.trace import Stage
 
 __all__ = ["Weights", "StoreDtype", "Store", "CaptureOptions", "check_options", "DiskStore",
            "WEIGHTS", "STORE_DTYPES", "STORES", "finish_stages"]

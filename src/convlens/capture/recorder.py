@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..trace import Stage
+from convlens.trace import Stage
 
 __all__ = ["Recorder", "Pending"]
 

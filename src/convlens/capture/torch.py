@@ -23,18 +23,18 @@ from torch import nn
 
 import weakref
 
-from ..errors import CaptureError, ConvlensError, ModelError
-from ..trace import Deferred, LazyStages, Stage
-from .options import CaptureOptions, finish_stages
-from .recorder import Recorder
-from .torch_derive import Settings, same_settings, settings_now
-from .torch_describe import _SCRIPT, _kind, describe_module
-from .torch_pass import Record, run_pass
-from .torch_plan import Plan, cached_plan, plan_for
-from .torch_weights import shared_views, weights_of
-from .torch_pass import first_tensor as _first_tensor
+from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.trace import Deferred, LazyStages, Stage
+from convlens.capture.options import CaptureOptions, finish_stages
+from convlens.capture.recorder import Recorder
+from convlens.capture.torch_derive import Settings, same_settings, settings_now
+from convlens.capture.torch_describe import _SCRIPT, _kind, describe_module
+from convlens.capture.torch_pass import Record, run_pass
+from convlens.capture.torch_plan import Plan, cached_plan, plan_for
+from convlens.capture.torch_weights import shared_views, weights_of
+from convlens.capture.torch_pass import first_tensor as _first_tensor
 
-__all__ = ["capture_torch", "describe_module", "expected_channels"]
+__all__ = ["capture_torch", "describe_module", "expected_channels", "expected_input"]
 
 def _weights(m: nn.Module) -> dict[str, np.ndarray]:
     """Copies of one module's floating-point parameters and buffers, as they are now."""
@@ -46,6 +46,11 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if not leaves:  # the model is itself one layer
         leaves = [(type(model).__name__.lower(), model)]
     return leaves
+
+
+def expected_input(model: nn.Module) -> tuple[int | None, None]:
+    """What input a PyTorch model declares: its first conv layer's channels, no size."""
+    return expected_channels(model), None
 
 
 def expected_channels(model: nn.Module) -> int | None:

@@ -35,10 +35,10 @@ from torch import nn
 
 from torch.overrides import TorchFunctionMode
 
-from .options import DiskStore
-from .torch_derive import Recipe
-from .torch_ops import WEIGHT_ROLES, is_inplace_call, op_info, op_params
-from .torch_plan import Plan
+from convlens.capture.options import DiskStore
+from convlens.capture.torch_derive import Recipe
+from convlens.capture.torch_ops import WEIGHT_ROLES, is_inplace_call, op_info, op_params
+from convlens.capture.torch_plan import Plan
 
 __all__ = ["run_pass", "first_tensor", "Record", "StopPass"]
 

@@ -35,10 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..trace import _freeze
-from .torch_derive import Recipe, recipe
-from .torch_describe import describe_module, stage_kind
-from .torch_weights import Copies, weights_of
+from convlens.trace import _freeze
+from convlens.capture.torch_derive import Recipe, recipe
+from convlens.capture.torch_describe import describe_module, stage_kind
+from convlens.capture.torch_weights import Copies, weights_of
 
 __all__ = ["Plan", "plan_for", "cached_plan"]
 

@@ -16,14 +16,20 @@ colour map) when ``convlens[notebook]`` is installed.
 """
 from __future__ import annotations
 
-from .embed import data_uri, heat_tile_png, png_bytes
-from .explorer import ALL_CHANNELS, Explorer, StaticView, explore
-from .gallery import channel_gallery
-from .style import CSS
-from .views import figure_html, journey_strip, stage_html, stage_png, trace_html, trace_png
+from convlens.display.embed import data_uri, heat_tile_png, png_bytes
+from convlens.display.explorer import ALL_CHANNELS, Explorer, StaticView, explore
+from convlens.display.gallery import channel_gallery
+from convlens.display.style import CSS
+from convlens.display.views import figure_html, journey_strip, stage_html, stage_png, trace_html, trace_png
 
 __all__ = [
     "trace_html", "stage_html", "figure_html", "trace_png", "stage_png", "channel_gallery",
     "journey_strip", "explore", "Explorer", "StaticView", "ALL_CHANNELS", "data_uri",
     "png_bytes", "heat_tile_png", "CSS",
 ]
+
+from convlens.trace import register_view as _register  # noqa: E402
+
+for _name, _fn in (("stage_html", stage_html), ("stage_png", stage_png),
+                   ("trace_html", trace_html), ("trace_png", trace_png)):
+    _register(_name, _fn)

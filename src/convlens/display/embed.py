@@ -15,8 +15,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from ..render.colormaps import lut, unit_to_index
-from ..render.scale import Scale
+from convlens.render.colormaps import lut, unit_to_index
+from convlens.render.scale import Scale
 
 __all__ = ["png_bytes", "data_uri", "img_tag", "heat_tile_png", "escape", "shrink_values"]
 

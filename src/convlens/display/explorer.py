@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RenderError
-from ..render.colormaps import CMAPS, CmapName
-from ..render.figure import Figure
-from ..render.scale import NORMS, Norm
-from ..render.views import heatmap, stage as stage_figure
-from ..trace import Trace
-from .embed import escape
-from .tables import stats_line
-from .views import trace_html
+from convlens.errors import RenderError
+from convlens.render.colormaps import CMAPS, CmapName
+from convlens.render.figure import Figure
+from convlens.render.scale import NORMS, Norm
+from convlens.render.views import heatmap, stage as stage_figure
+from convlens.trace import Trace
+from convlens.display.embed import escape
+from convlens.display.tables import stats_line
+from convlens.display.views import trace_html
 
 __all__ = ["explore", "Explorer", "StaticView", "ALL_CHANNELS"]
 

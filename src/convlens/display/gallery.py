@@ -9,14 +9,14 @@ A flat ``(B, N)`` stage, or one of 1x1 maps (a global pool), is drawn as
 """
 from __future__ import annotations
 
-from ..render.colorbar import colorbar
-from ..render.colormaps import CmapName
-from ..render.resolve import channel_scales, check_image, check_int, check_options
-from ..render.scale import NORM_LABELS, Norm, Scale
-from ..render.text import fmt
-from ..render.views import bars
-from ..trace import Stage
-from .embed import data_uri, escape, heat_tile_png, img_tag
+from convlens.render.colorbar import colorbar
+from convlens.render.colormaps import CmapName
+from convlens.render.resolve import channel_scales, check_image, check_int, check_options
+from convlens.render.scale import NORM_LABELS, Norm, Scale
+from convlens.render.text import fmt
+from convlens.render.views import bars
+from convlens.trace import Stage
+from convlens.display.embed import data_uri, escape, heat_tile_png, img_tag
 
 __all__ = ["channel_gallery", "tile_html"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..errors import TraceError
-from ..render.text import fmt
-from ..trace import Stage, Trace
-from .embed import escape
+from convlens.errors import TraceError
+from convlens.render.text import fmt
+from convlens.trace import Stage, Trace
+from convlens.display.embed import escape
 
 __all__ = ["stats_table", "stats_line", "predictions", "predictions_table", "STAT_HEAD"]
 
@@ -27,7 +27,7 @@ def _cells(row: dict[str, Any], anchor: str | None = None) -> str:
 
 
 def stats_table(rows: Sequence[dict[str, Any]], anchors: dict[str, str] | None = None) -> str:
-    """Rows of :func:`convlens.stats.stage_stats` as an HTML table; ``anchors`` maps a
+    """Rows of :func:`convlens.analysis.stats.stage_stats` as an HTML table; ``anchors`` maps a
     stage name to the id its name links to."""
     head = "".join(f"<th class='cl-l'>{h}</th>" if k < 5 else f"<th>{h}</th>"
                    for k, h in enumerate(STAT_HEAD))
@@ -37,7 +37,7 @@ def stats_table(rows: Sequence[dict[str, Any]], anchors: dict[str, str] | None =
 
 def stats_line(stage: Stage, image: int | None = None) -> str:
     """One stage's statistics as a one-row table (``image=None``: the whole batch)."""
-    from ..stats import stage_stats
+    from convlens.analysis.stats import stage_stats
 
     return stats_table([stage_stats(stage, image)])
 

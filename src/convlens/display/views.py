@@ -14,20 +14,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RenderError
-from ..render.colormaps import CmapName
-from ..render.figure import Figure
-from ..render.journeyview import global_range, journey
-from ..render.panel import finish, input_panel, stage_panel
-from ..render.resolve import check_image, check_int, check_options
-from ..render.scale import NORM_LABELS, Norm
-from ..render.text import fmt
-from ..render.views import stage as stage_figure
-from ..trace import Stage, Trace
-from .embed import data_uri, escape, img_tag
-from .gallery import channel_gallery
-from .style import style_tag
-from .tables import predictions, predictions_table, stats_line, stats_table
+from convlens.errors import RenderError
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.journeyview import global_range, journey
+from convlens.render.panel import finish, input_panel, stage_panel
+from convlens.render.resolve import check_image, check_int, check_options
+from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.text import fmt
+from convlens.render.views import stage as stage_figure
+from convlens.trace import Stage, Trace
+from convlens.display.embed import data_uri, escape, img_tag
+from convlens.display.gallery import channel_gallery
+from convlens.display.style import style_tag
+from convlens.display.tables import predictions, predictions_table, stats_line, stats_table
 
 __all__ = ["trace_html", "stage_html", "figure_html", "trace_png", "stage_png", "journey_strip",
            "preprocessing_text", "params_text"]

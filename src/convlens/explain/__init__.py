@@ -8,26 +8,25 @@ objects (``save_gif``, ``save_frames``, ``save_svg``, ``frame(i)``).
 """
 from __future__ import annotations
 
-from .activations import TABLE as ACTIVATION_TABLE
-from .activations import activation_histogram, activation_table
-from .architecture import architecture_blocks, architecture_diagram, architecture_svg
-from .canvas import Animation, Canvas
-from .conv import DEFAULT_INPUT, DEFAULT_KERNEL, conv_animation, conv_animation_from_stage
-from .demo import DEMO_SPECS, demo_section
-from .layers import REFERENCE_SPECS, LayerInfo, layer_infos
-from .pool import DEFAULT_POOL_INPUT, pool_animation, pool_animation_from_stage
-from .receptive import (
+from convlens.explain.activations import TABLE as ACTIVATION_TABLE
+from convlens.explain.activations import activation_histogram, activation_table
+from convlens.explain.architecture import architecture_blocks, architecture_diagram, architecture_svg
+from convlens.explain.canvas import Animation, Canvas
+from convlens.explain.conv import DEFAULT_INPUT, DEFAULT_KERNEL, conv_animation, conv_animation_from_stage
+from convlens.explain.layers import REFERENCE_SPECS, LayerInfo, layer_infos
+from convlens.explain.pool import DEFAULT_POOL_INPUT, pool_animation, pool_animation_from_stage
+from convlens.explain.receptive import (
     ReceptiveField, receptive_field, receptive_field_figure, receptive_field_growth,
     receptive_field_growth_figure,
 )
-from .shapes import FORMULA, explain_shapes, size_formula
+from convlens.explain.shapes import FORMULA, explain_shapes, size_formula
 
 __all__ = [
     "ACTIVATION_TABLE", "Animation", "Canvas", "DEFAULT_INPUT", "DEFAULT_KERNEL",
-    "DEFAULT_POOL_INPUT", "DEMO_SPECS", "FORMULA", "LayerInfo", "REFERENCE_SPECS",
+    "DEFAULT_POOL_INPUT", "FORMULA", "LayerInfo", "REFERENCE_SPECS",
     "ReceptiveField", "activation_histogram", "activation_table", "architecture_blocks",
     "architecture_diagram", "architecture_svg", "conv_animation", "conv_animation_from_stage",
-    "demo_section", "explain_shapes", "layer_infos", "pool_animation",
+    "explain_shapes", "layer_infos", "pool_animation",
     "pool_animation_from_stage", "receptive_field", "receptive_field_figure",
     "receptive_field_growth", "receptive_field_growth_figure", "size_formula",
 ]

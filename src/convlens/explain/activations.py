@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import RenderError
-from ..ops import activation, activation_derivative
-from ..render.figure import Figure
-from ..trace import Stage, Trace
-from .canvas import Canvas
-from .grid import PALETTE, fmt
-from .layers import find_stage, stage_input
+from convlens.errors import RenderError
+from convlens.ops import activation, activation_derivative
+from convlens.render.figure import Figure
+from convlens.trace import Stage, Trace
+from convlens.explain.canvas import Canvas
+from convlens.explain.grid import PALETTE, fmt
+from convlens.explain.layers import find_stage, stage_input
 
 __all__ = ["ActivationRow", "TABLE", "activation_table", "activation_histogram"]
 

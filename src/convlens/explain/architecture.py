@@ -18,12 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from ..render.figure import Figure
-from ..render.graphlayout import GraphLayout, layout_graph, place
-from .canvas import Canvas, text_width
-from .grid import PALETTE
-from .layers import LayerInfo, Source, layer_infos, shape_of
-from .shapes import FORMULA, step_formulas
+from convlens.render.figure import Figure
+from convlens.render.graphlayout import GraphLayout, layout_graph, place
+from convlens.explain.canvas import Canvas, text_width
+from convlens.explain.grid import PALETTE
+from convlens.explain.layers import LayerInfo, Source, layer_infos, shape_of
+from convlens.explain.shapes import FORMULA, step_formulas
 
 __all__ = ["Block", "architecture_blocks", "architecture_diagram", "architecture_svg",
            "architecture_edges"]

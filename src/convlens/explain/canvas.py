@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 from PIL import Image, ImageDraw, ImageFont
 
-from ..render.figure import Figure, save_png
+from convlens.render.figure import Figure, save_png
 
 __all__ = ["Canvas", "Animation", "font", "text_width"]
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import RenderError
-from ..ops import IntPair, Padding, conv2d, conv2d_at, pair, resolve_padding
-from ..trace import Stage, Trace
-from .canvas import Animation, Canvas, text_width
-from .grid import PALETTE, diverging, draw_grid, empty_colours, fmt
-from .layers import animated_block, find_stage, stage_input
-from .shapes import size_formula
+from convlens.errors import RenderError
+from convlens.ops import IntPair, Padding, conv2d, conv2d_at, pair, resolve_padding
+from convlens.trace import Stage, Trace
+from convlens.explain.canvas import Animation, Canvas, text_width
+from convlens.explain.grid import PALETTE, diverging, draw_grid, empty_colours, fmt
+from convlens.explain.layers import animated_block, find_stage, stage_input
+from convlens.explain.shapes import size_formula
 
 __all__ = ["DEFAULT_INPUT", "DEFAULT_KERNEL", "conv_animation", "conv_animation_from_stage"]
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .canvas import Canvas, text_width
+from convlens.explain.canvas import Canvas, text_width
 
 __all__ = ["fmt", "draw_grid", "grid_size", "diverging", "PALETTE", "fit_text"]
 

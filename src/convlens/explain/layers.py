@@ -12,10 +12,10 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..errors import RenderError, TraceError
-from ..nets.spec import Act, Conv, Dense, Flatten, NetSpec, Pool, parse_spec
-from ..ops import pair, resolve_padding
-from ..trace import Stage, Trace
+from convlens.errors import RenderError, TraceError
+from convlens.nets.spec import Act, Conv, Dense, Flatten, NetSpec, Pool, parse_spec
+from convlens.ops import pair, resolve_padding
+from convlens.trace import Stage, Trace
 
 __all__ = ["LayerInfo", "layer_infos", "REFERENCE_SPECS", "stage_input", "find_stage",
            "animated_block"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import RenderError
-from ..ops import IntPair, Padding, PoolMode, pair, pool2d, pool2d_at, resolve_padding
-from ..trace import Stage, Trace
-from .canvas import Animation, Canvas, text_width
-from .grid import PALETTE, diverging, draw_grid, empty_colours, fmt
-from .layers import animated_block, find_stage, stage_input
-from .shapes import size_formula
+from convlens.errors import RenderError
+from convlens.ops import IntPair, Padding, PoolMode, pair, pool2d, pool2d_at, resolve_padding
+from convlens.trace import Stage, Trace
+from convlens.explain.canvas import Animation, Canvas, text_width
+from convlens.explain.grid import PALETTE, diverging, draw_grid, empty_colours, fmt
+from convlens.explain.layers import animated_block, find_stage, stage_input
+from convlens.explain.shapes import size_formula
 
 __all__ = ["DEFAULT_POOL_INPUT", "pool_animation", "pool_animation_from_stage"]
 

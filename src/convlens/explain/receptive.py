@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..errors import RenderError
-from ..render.figure import Figure
-from ..trace import Trace
-from .canvas import Canvas, text_width
-from .grid import PALETTE, fmt
-from .layers import LayerInfo, Source, layer_infos, shape_of
+from convlens.errors import RenderError
+from convlens.render.figure import Figure
+from convlens.trace import Trace
+from convlens.explain.canvas import Canvas, text_width
+from convlens.explain.grid import PALETTE, fmt
+from convlens.explain.layers import LayerInfo, Source, layer_infos, shape_of
 
 __all__ = ["ReceptiveField", "receptive_field", "receptive_field_growth",
            "receptive_field_figure", "receptive_field_growth_figure"]

@@ -1,7 +1,7 @@
 """Shapes explained: the output-size formula with the real numbers filled in."""
 from __future__ import annotations
 
-from .layers import LayerInfo, Source, layer_infos, shape_of
+from convlens.explain.layers import LayerInfo, Source, layer_infos, shape_of
 
 __all__ = ["FORMULA", "size_formula", "step_formulas", "explain_shapes"]
 

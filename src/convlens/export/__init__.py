@@ -9,9 +9,9 @@ back), and the journey as an animated GIF.  (``Trace.save`` keeps the exact ``.n
 """
 from __future__ import annotations
 
-from .folder import FORMAT, MANIFEST, from_folder, to_folder
-from .gif import journey_frames, journey_gif
-from .png import save_channel, save_stage
+from convlens.export.folder import FORMAT, MANIFEST, from_folder, to_folder
+from convlens.export.gif import journey_frames, journey_gif
+from convlens.export.png import save_channel, save_stage
 
 __all__ = ["save_stage", "save_channel", "to_folder", "from_folder", "journey_gif",
            "journey_frames", "MANIFEST", "FORMAT"]

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import TraceError
-from ..render.figure import save_png
-from ..trace import Stage, Trace
+from convlens.errors import TraceError
+from convlens.render.figure import save_png
+from convlens.trace import Stage, Trace
 
 __all__ = ["to_folder", "from_folder", "MANIFEST", "FORMAT"]
 

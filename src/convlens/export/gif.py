@@ -7,15 +7,15 @@ from typing import Sequence
 
 from PIL import Image
 
-from ..errors import RenderError
-from ..render.colormaps import CmapName
-from ..render.journeyview import global_range
-from ..render.layout import pad, vstack
-from ..render.panel import input_panel, stage_panel
-from ..render.resolve import check_image, check_int, check_options
-from ..render.scale import NORM_LABELS, Norm
-from ..render.text import BACKGROUND, LABEL, MUTED, text_image
-from ..trace import Trace
+from convlens.errors import RenderError
+from convlens.render.colormaps import CmapName
+from convlens.render.journeyview import global_range
+from convlens.render.layout import pad, vstack
+from convlens.render.panel import input_panel, stage_panel
+from convlens.render.resolve import check_image, check_int, check_options
+from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.text import BACKGROUND, LABEL, MUTED, text_image
+from convlens.trace import Trace
 
 __all__ = ["journey_frames", "journey_gif"]
 

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..render.colormaps import CmapName
-from ..render.figure import save_png
-from ..render.layout import upscale
-from ..render.resolve import as_stage, channel_scales, check_channel, check_image, check_int, \
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import save_png
+from convlens.render.layout import upscale
+from convlens.render.resolve import as_stage, channel_scales, check_channel, check_image, check_int, \
     check_options, require_spatial
-from ..render.scale import Norm
-from ..render.views import heatmap, stage as stage_figure
-from ..trace import Stage, Trace
+from convlens.render.scale import Norm
+from convlens.render.views import heatmap, stage as stage_figure
+from convlens.trace import Stage, Trace
 
 __all__ = ["save_stage", "save_channel"]
 

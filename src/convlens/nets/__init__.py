@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..errors import SpecError
-from .spec import NetSpec, parse_spec
+from convlens.errors import SpecError
+from convlens.nets.spec import NetSpec, parse_spec
 
 __all__ = ["Backend", "BACKENDS", "build", "parse_spec", "NetSpec"]
 
@@ -23,9 +23,9 @@ def build(spec: str | NetSpec, backend: Backend = "torch", seed: int = 0,
     net = parse_spec(spec, in_channels=in_shape[0]) if isinstance(spec, str) else spec
     net.shapes(in_shape)  # fail early, naming the layer, when the image is too small
     if backend == "torch":
-        from .torch import build_torch
+        from convlens.nets.torch import build_torch
         return build_torch(net, in_shape, seed)
     if backend == "keras":
-        from .keras import build_keras
+        from convlens.nets.keras import build_keras
         return build_keras(net, in_shape, seed)
     raise SpecError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -33,9 +33,9 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import ModelError
-from ..preprocess import Preprocess
-from .torch_layers import Conv2dSame
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
+from convlens.nets.torch_layers import Conv2dSame
 
 __all__ = ["EfficientNetLite0", "BLOCKS", "PREPROCESS", "WEIGHTS_PACKAGE", "weights_path",
            "map_state_dict", "load_state", "efficientnet_lite0"]

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
-from .keras_backend import import_keras
-from .spec import Act, Conv, Dense, Flatten, NetSpec, Pool
+from convlens.errors import SpecError
+from convlens.nets.keras_backend import import_keras
+from convlens.nets.spec import Act, Conv, Dense, Flatten, NetSpec, Pool
 
 __all__ = ["build_keras"]
 

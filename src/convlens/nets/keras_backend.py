@@ -10,7 +10,7 @@ import os
 import sys
 from types import ModuleType
 
-from ..errors import ModelError
+from convlens.errors import ModelError
 
 __all__ = ["import_keras"]
 

@@ -36,8 +36,8 @@ from typing import Any, Literal, Mapping, Union
 
 import numpy as np
 
-from ..errors import ModelError
-from ..preprocess import Preprocess
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
 
 __all__ = [
     "LENET_LAYERS", "INPUT_SHAPE", "WEIGHTS_FILE", "PREPROCESS", "WeightsArg",
@@ -178,7 +178,7 @@ def keras_weights(weights: Mapping[str, np.ndarray]) -> dict[str, list[np.ndarra
 def lenet_keras(weights: WeightsArg = "trained", seed: int = 0):
     """LeNet as a Keras 3 ``Sequential`` with the same layer names and the same weights
     as :func:`lenet_torch`.  Input ``(B, 32, 32, 1)`` (channels-last); output probabilities."""
-    from .keras_backend import import_keras
+    from convlens.nets.keras_backend import import_keras
 
     keras = import_keras()
     layers = keras.layers

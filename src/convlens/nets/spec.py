@@ -30,8 +30,8 @@ from typing import Literal, Union
 
 import numpy as np
 
-from ..errors import SpecError
-from ..ops import output_size, pair, resolve_padding
+from convlens.errors import SpecError
+from convlens.ops import output_size, pair, resolve_padding
 
 __all__ = [
     "Conv", "Pool", "Act", "Flatten", "Dense", "Layer", "NetSpec", "parse_spec",

@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import SpecError
-from .spec import Act, Conv, Dense, Flatten, NetSpec, Pool
-from .torch_layers import AvgPool2dSame, Conv2dSame, MaxPool2dSame
+from convlens.errors import SpecError
+from convlens.nets.spec import Act, Conv, Dense, Flatten, NetSpec, Pool
+from convlens.nets.torch_layers import AvgPool2dSame, Conv2dSame, MaxPool2dSame
 
 __all__ = ["build_torch"]
 

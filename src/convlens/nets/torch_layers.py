@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops import resolve_padding
+from convlens.ops import resolve_padding
 
 __all__ = ["Conv2dSame", "MaxPool2dSame", "AvgPool2dSame"]
 

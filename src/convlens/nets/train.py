@@ -27,9 +27,9 @@ from typing import Iterator, Mapping, Sequence, TextIO
 
 import numpy as np
 
-from ..digits import DigitSplit, digits, split_indices
-from ..errors import ConvlensError, ModelError
-from .lenet import PREPROCESS, lenet_torch, load_weights, random_weights
+from convlens.digits import DigitSplit, digits, split_indices
+from convlens.errors import ConvlensError, ModelError
+from convlens.nets.lenet import PREPROCESS, lenet_torch, load_weights, random_weights
 
 __all__ = ["TrainResult", "digit_tensors", "train_lenet", "evaluate", "save_weights", "main"]
 

@@ -24,11 +24,11 @@ from typing import Any, Literal, NamedTuple, Sequence, get_args
 
 import numpy as np
 
-from ..errors import ModelError
-from ..labels import DIGIT_CLASSES, imagenet_classes
-from ..preprocess import Preprocess
+from convlens.errors import ModelError
+from convlens.labels import DIGIT_CLASSES, imagenet_classes
+from convlens.preprocess import Preprocess
 
-__all__ = ["ZooModel", "Prediction", "Backend", "available", "load", "topk", "predict"]
+__all__ = ["ZooModel", "Prediction", "Backend", "available", "describe", "load", "topk", "predict"]
 
 Backend = Literal["torch", "keras"]
 ZooWeights = Literal["trained", "random"]
@@ -62,7 +62,7 @@ class ZooModel:
         ``invert=True`` when :attr:`auto_invert` and the image's border is light."""
         if not self.auto_invert:
             return self.preprocess
-        from .lenet import light_background
+        from convlens.nets.lenet import light_background
 
         return replace(self.preprocess, invert=light_background(image))
 
@@ -76,6 +76,22 @@ class Prediction(NamedTuple):
 def available() -> list[str]:
     """Names :func:`load` takes: ``["lenet", "efficientnet-lite0"]``."""
     return list(_BACKENDS)
+
+
+_ABOUT: dict[str, str] = {
+    "lenet": "LeNet-5 on 32x32 digits (scikit-learn's digits; weights shipped, 99.4% held "
+             "out); dark-on-light images are inverted",
+    "efficientnet-lite0": "ImageNet classifier, 224x224, 1000 classes; weights from the "
+                          "convlens[imagenet] extra",
+}
+
+
+def describe(name: str) -> str:
+    """One line about a zoo model: what it is, its input, its backends."""
+    key = name[4:] if name.startswith("zoo:") else name
+    if key not in _BACKENDS:
+        raise ModelError(f"unknown zoo model {name!r}; expected one of {', '.join(_BACKENDS)}")
+    return f"{_ABOUT[key]} [{', '.join(_BACKENDS[key])}]"
 
 
 def _choices() -> str:
@@ -99,12 +115,12 @@ def load(name: str, backend: Backend = "torch", weights: ZooWeights = "trained",
         raise ModelError(f"zoo weights {weights!r} are not valid; expected one of "
                          f"{', '.join(get_args(ZooWeights))}")
     if key == "lenet":
-        from . import lenet
+        from convlens.nets import lenet
 
         build = lenet.lenet_torch if backend == "torch" else lenet.lenet_keras
         return ZooModel(build(weights, seed), key, backend, lenet.PREPROCESS,
                         list(DIGIT_CLASSES), (32, 32), weights, auto_invert=True)
-    from . import efficientnet
+    from convlens.nets import efficientnet
 
     if weights == "trained":
         model = efficientnet.efficientnet_lite0("imagenet")
@@ -147,7 +163,7 @@ def predict(zoo_model: ZooModel | str, images: Any, top: int = 5) -> list[list[P
     paths).  Each image gets :meth:`ZooModel.preprocess_for`.  Returns, per image, the
     ``top`` classes with their probabilities, most probable first.
     """
-    from ..images import as_batch
+    from convlens.images import as_batch
 
     zm = load(zoo_model) if isinstance(zoo_model, str) else zoo_model
     if not isinstance(zm, ZooModel):
@@ -170,7 +186,7 @@ def _forward(zm: ZooModel, x: np.ndarray) -> np.ndarray:
 
         with torch.no_grad():
             return zm.model(torch.from_numpy(x)).detach().cpu().numpy()
-    from .keras_backend import import_keras
+    from convlens.nets.keras_backend import import_keras
 
     keras = import_keras()
     out = zm.model(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), training=False)

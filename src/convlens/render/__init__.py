@@ -16,15 +16,15 @@ anything.  Same inputs give byte-identical PNGs (``Figure.save``).
 """
 from __future__ import annotations
 
-from .colormaps import CMAPS, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, DIVERGING, SEQUENTIAL, CmapName, lut
-from .figure import Figure, save_png
-from .filtersview import filters
-from .gridview import grid
-from .journeyview import batch, global_range, journey
-from .layout import upscale
-from .predictionsview import predictions
-from .scale import NORMS, Norm, Scale
-from .views import bars, heatmap, rgb, stage
+from convlens.render.colormaps import CMAPS, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, DIVERGING, SEQUENTIAL, CmapName, lut
+from convlens.render.figure import Figure, save_png
+from convlens.render.filtersview import filters
+from convlens.render.gridview import grid
+from convlens.render.journeyview import batch, global_range, journey
+from convlens.render.layout import upscale
+from convlens.render.predictionsview import predictions
+from convlens.render.scale import NORMS, Norm, Scale
+from convlens.render.views import bars, heatmap, rgb, stage
 
 __all__ = [
     "Figure", "save_png",

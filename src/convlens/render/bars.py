@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .layout import Block, hstack, pad, vstack
-from .scale import Scale
-from .text import INK, MUTED, SMALL, font, line_height, text_image, text_width, fmt
+from convlens.render.layout import Block, hstack, pad, vstack
+from convlens.render.scale import Scale
+from convlens.render.text import INK, MUTED, SMALL, font, line_height, text_image, text_width, fmt
 
 __all__ = ["bar_chart"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .colormaps import lut
-from .layout import Block, vstack
-from .scale import Scale
-from .text import (
+from convlens.render.colormaps import lut
+from convlens.render.layout import Block, vstack
+from convlens.render.scale import Scale
+from convlens.render.text import (
     BACKGROUND, INK, MUTED, SMALL, line_height, stamp, text_image, text_width, wrap_text,
 )
 

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ..errors import RenderError
+from convlens.errors import RenderError
 
 __all__ = [
     "CmapName", "CMAPS", "SEQUENTIAL", "DIVERGING",
@@ -72,7 +72,7 @@ def _lut(name: str) -> np.ndarray:
 @lru_cache(maxsize=None)
 def packed_lut(name: CmapName) -> np.ndarray:
     """:func:`lut` as ``(256,)`` packed pixels (see :mod:`.packed`), read-only, cached."""
-    from .packed import pack
+    from convlens.render.packed import pack
 
     table = pack(lut(name))
     table.flags.writeable = False

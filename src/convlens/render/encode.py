@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from ..errors import RenderError
-from .figure import Figure, save_png
+from convlens.errors import RenderError
+from convlens.render.figure import Figure, save_png
 
 __all__ = ["save_pngs", "png_bytes"]
 

@@ -50,6 +50,6 @@ class Figure:
         return self.to_png_bytes()
 
     def _repr_html_(self) -> str:  # Jupyter: at its own size, with what it shows
-        from ..display.views import figure_html
+        from convlens.display.views import figure_html
 
         return figure_html(self)

@@ -24,17 +24,17 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from ..errors import RenderError
-from ..trace import Stage, Trace
-from .colorbar import colorbar, legend
-from .colormaps import DEFAULT_DIVERGING, CmapName
-from .figure import Figure
-from .layout import Block, grid_layout, hstack, vstack
-from .panel import finish, header
-from .resolve import check_int, check_options
-from .scale import Scale
-from .text import INK, MUTED, SMALL, fmt, text_image, text_width
-from .tiles import heat_pixels, rgb_pixels, tile
+from convlens.errors import RenderError
+from convlens.trace import Stage, Trace
+from convlens.render.colorbar import colorbar, legend
+from convlens.render.colormaps import DEFAULT_DIVERGING, CmapName
+from convlens.render.figure import Figure
+from convlens.render.layout import Block, grid_layout, hstack, vstack
+from convlens.render.panel import finish, header
+from convlens.render.resolve import check_int, check_options
+from convlens.render.scale import Scale
+from convlens.render.text import INK, MUTED, SMALL, fmt, text_image, text_width
+from convlens.render.tiles import heat_pixels, rgb_pixels, tile
 
 __all__ = ["filters", "FilterLayout", "FILTER_LAYOUTS", "kernel_of"]
 

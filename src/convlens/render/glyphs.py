@@ -35,7 +35,7 @@ class _Glyphs:
     characters have been found to draw exactly as Pillow draws them."""
 
     def __init__(self, size: int):
-        from .text import font, line_height
+        from convlens.render.text import font, line_height
 
         self.size, self.font, self.height = size, font(size), line_height(size)
         self.rows: dict[str, int] = {}      # character -> its cell in ``cells``
@@ -61,7 +61,7 @@ class _Glyphs:
 
     def _learn(self, chars: set[str]) -> None:
         """Cells for the new characters among ``chars`` (each checked against Pillow)."""
-        from .text import _advances
+        from convlens.render.text import _advances
 
         if not self.rows:  # the characters the probes are made of come first
             chars = set(chars) | set(_PROBE_CHARS)
@@ -136,7 +136,7 @@ class _Glyphs:
 
 
 def _margin() -> int:
-    from .text import TEXT_MARGIN
+    from convlens.render.text import TEXT_MARGIN
 
     return TEXT_MARGIN
 

@@ -26,7 +26,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from ..errors import RenderError
+from convlens.errors import RenderError
 
 __all__ = ["GraphNode", "GraphLayout", "Geometry", "stage_graph", "restrict", "block_keys",
            "layout_graph", "place", "block_ranges", "INPUT", "Depth"]

@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from .layout import zoom_factor
-from .mosaic import CELL_GAP
+from convlens.render.layout import zoom_factor
+from convlens.render.mosaic import CELL_GAP
 
 __all__ = ["AUTO_TILE", "AUTO_WIDTH", "Labels", "Plan", "plan", "grid_width"]
 

@@ -6,22 +6,22 @@ from typing import Sequence
 
 import numpy as np
 
-from ..trace import Stage, Trace
-from .colorbar import colorbar, legend
-from .colormaps import CmapName
-from .figure import Figure
-from .gridplan import AUTO_TILE, AUTO_WIDTH, Labels, Plan, plan
-from .layout import Block, zoom_factor
-from .mosaic import Mosaic
-from .packed import canvas as packed_canvas, pack, to_image
-from .panel import stage_record
-from .resolve import (
+from convlens.trace import Stage, Trace
+from convlens.render.colorbar import colorbar, legend
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.gridplan import AUTO_TILE, AUTO_WIDTH, Labels, Plan, plan
+from convlens.render.layout import Block, zoom_factor
+from convlens.render.mosaic import Mosaic
+from convlens.render.packed import canvas as packed_canvas, pack, to_image
+from convlens.render.panel import stage_record
+from convlens.render.resolve import (
     as_stage, channel_scales, check_channels, check_image, check_int, check_options,
     require_spatial,
 )
-from .scale import NORM_LABELS, Norm
-from .scaleset import ScaleSet
-from .text import (
+from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.scaleset import ScaleSet
+from convlens.render.text import (
     BACKGROUND, INK, LABEL, MUTED, SMALL, TEXT_MARGIN, TITLE, fit, fmt_many, line_height,
     packed_text, text_widths, wrap_text,
 )

@@ -12,17 +12,17 @@ from typing import Literal, Sequence
 
 from PIL import Image, ImageDraw
 
-from ..errors import RenderError
-from ..trace import Stage, Trace
-from .colormaps import CmapName
-from .figure import Figure
-from .graphlayout import GraphLayout, Geometry, block_ranges, layout_graph, place, restrict, stage_graph
-from .layout import Block, Placed, draw, hstack, place_pad, place_v, vstack
-from .panel import MIN_TILE, finish, input_panel, stage_panel
-from .predictionsview import predictions_panel
-from .resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
-from .scale import NORM_LABELS, Norm
-from .text import INK, LABEL, MUTED, TITLE, line_height, text_image, wrap_text
+from convlens.errors import RenderError
+from convlens.trace import Stage, Trace
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.graphlayout import GraphLayout, Geometry, block_ranges, layout_graph, place, restrict, stage_graph
+from convlens.render.layout import Block, Placed, draw, hstack, place_pad, place_v, vstack
+from convlens.render.panel import MIN_TILE, finish, input_panel, stage_panel
+from convlens.render.predictionsview import predictions_panel
+from convlens.render.resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
+from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.text import INK, LABEL, MUTED, TITLE, line_height, text_image, wrap_text
 
 __all__ = ["journey", "journey_layout", "batch", "global_range"]
 
@@ -131,7 +131,7 @@ def journey(
     deepest name ``depth`` that fits (``depth=2``: ``layer1.0``; ``"full"``: every
     stage); ``expand=["layer1.0"]`` opens a block.  A caption says what is shown.  A
     batch gives one band per image (``images`` picks which).  A classifier trace (see
-    :mod:`convlens.predictions`) ends with a panel of its ``top`` classes (0: none).
+    :mod:`convlens.analysis.predictions`) ends with a panel of its ``top`` classes (0: none).
     ``meta["edges"]`` lists the arrows as ``[from, to]`` names.
     """
     if not isinstance(trace, Trace):
@@ -153,7 +153,7 @@ def journey(
     top = check_int(top, "top", 0)
     preds = None
     if top:
-        from ..predictions import is_classifier
+        from convlens.analysis.predictions import is_classifier
 
         preds = trace.predictions(top) if is_classifier(trace) else None
     # the predictions panel, when there is one, follows the last stage as one more node

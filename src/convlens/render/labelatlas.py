@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .groups import groups
-from .text import line_height, packed_texts_many, text_widths
+from convlens.render.groups import groups
+from convlens.render.text import line_height, packed_texts_many, text_widths
 
 __all__ = ["LabelAtlas", "channel_atlas"]
 

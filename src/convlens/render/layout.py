@@ -12,7 +12,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 from PIL import Image
 
-from .text import BACKGROUND
+from convlens.render.text import BACKGROUND
 
 __all__ = [
     "Block", "vstack", "hstack", "pad", "grid_layout", "upscale", "zoom_factor", "fit_image", "shift",

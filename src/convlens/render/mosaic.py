@@ -16,13 +16,13 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from PIL import Image
 
-from .groups import groups
-from .labelatlas import LabelAtlas, channel_atlas
-from .layout import Block, zoom_factor
-from .packed import canvas as packed_canvas, pack_color, to_image
-from .scaleset import ScaleSet
-from .text import BACKGROUND, INK, MUTED, SMALL, TEXT_MARGIN, line_height, text_widths
-from .tiles import FRAME
+from convlens.render.groups import groups
+from convlens.render.labelatlas import LabelAtlas, channel_atlas
+from convlens.render.layout import Block, zoom_factor
+from convlens.render.packed import canvas as packed_canvas, pack_color, to_image
+from convlens.render.scaleset import ScaleSet
+from convlens.render.text import BACKGROUND, INK, MUTED, SMALL, TEXT_MARGIN, line_height, text_widths
+from convlens.render.tiles import FRAME
 
 __all__ = ["Mosaic", "heat_grid", "CELL_GAP"]
 

@@ -14,18 +14,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..trace import Stage
-from .bars import bar_chart
-from .colorbar import colorbar, legend
-from .colormaps import CmapName
-from .figure import Figure
-from .layout import Block, pad, vstack
-from .mosaic import heat_grid
-from .resolve import channel_scales, rgb_range, vector_scale
-from .scale import NORM_LABELS, Norm, Scale
-from .scaleset import ScaleSet
-from .text import INK, LABEL, MUTED, TITLE, fmt, text_image, wrap_text
-from .tiles import heat_tile, photo_pixels, rgb_pixels, tile
+from convlens.trace import Stage
+from convlens.render.bars import bar_chart
+from convlens.render.colorbar import colorbar, legend
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.layout import Block, pad, vstack
+from convlens.render.mosaic import heat_grid
+from convlens.render.resolve import channel_scales, rgb_range, vector_scale
+from convlens.render.scale import NORM_LABELS, Norm, Scale
+from convlens.render.scaleset import ScaleSet
+from convlens.render.text import INK, LABEL, MUTED, TITLE, fmt, text_image, wrap_text
+from convlens.render.tiles import heat_tile, photo_pixels, rgb_pixels, tile
 
 __all__ = [
     "stage_panel", "input_panel", "header", "wrap", "stage_record", "rgb_legend", "per_map_note",

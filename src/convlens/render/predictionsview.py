@@ -10,13 +10,13 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from ..errors import RenderError, TraceError
-from ..trace import Trace
-from .figure import Figure
-from .layout import Block, hstack, vstack
-from .panel import MIN_TILE, finish, header, input_panel
-from .resolve import check_images, check_int
-from .text import INK, LABEL, MUTED, SMALL, fit, font, text_image, text_width
+from convlens.errors import RenderError, TraceError
+from convlens.trace import Trace
+from convlens.render.figure import Figure
+from convlens.render.layout import Block, hstack, vstack
+from convlens.render.panel import MIN_TILE, finish, header, input_panel
+from convlens.render.resolve import check_images, check_int
+from convlens.render.text import INK, LABEL, MUTED, SMALL, fit, font, text_image, text_width
 
 __all__ = ["predictions_panel", "predictions", "TRACK", "BAR"]
 
@@ -71,7 +71,7 @@ def predictions(trace: Trace, k: int = 5, images: int | Sequence[int] | None = N
     k = check_int(k, "k", 1)
     tile_px = check_int(tile, "tile", MIN_TILE)
     chosen = check_images(trace.batch_size, images, "the trace")
-    from ..predictions import class_probabilities
+    from convlens.analysis.predictions import class_probabilities
 
     try:
         preds = trace.predictions(k, class_names)

@@ -10,10 +10,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import RenderError
-from ..trace import Stage, Trace
-from .colormaps import CmapName, check_cmap
-from .scale import Norm, Scale, check_norm, finite_range
+from convlens.errors import RenderError
+from convlens.trace import Stage, Trace
+from convlens.render.colormaps import CmapName, check_cmap
+from convlens.render.scale import Norm, Scale, check_norm, finite_range
 
 __all__ = [
     "as_stage", "check_image", "check_images", "check_channel", "check_channels",

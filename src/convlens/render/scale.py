@@ -24,11 +24,11 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from ..errors import RenderError
-from .colormaps import (
+from convlens.errors import RenderError
+from convlens.render.colormaps import (
     BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, check_cmap, lut, unit_to_index,
 )
-from .text import fmt
+from convlens.render.text import fmt
 
 __all__ = ["Norm", "NORMS", "NORM_LABELS", "SIGMAS", "Scale", "check_norm", "finite_range"]
 

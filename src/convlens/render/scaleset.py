@@ -14,10 +14,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .colormaps import BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, lut, packed_lut
-from .packed import pack_color
-from .scale import Norm, Scale, finite_range
-from .text import fmt_many
+from convlens.render.colormaps import BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, lut, packed_lut
+from convlens.render.packed import pack_color
+from convlens.render.scale import Norm, Scale, finite_range
+from convlens.render.text import fmt_many
 
 __all__ = ["ScaleSet"]
 

@@ -184,7 +184,7 @@ _PACKED_MAX = 65536
 def packed_texts(size: int, color: tuple[int, ...]) -> Callable[[str], np.ndarray]:
     """A function ``text -> packed_text(text, size, color)`` looking texts up in a plain
     dict (for many labels of one size and colour: no cache key to build per text)."""
-    from .packed import pack
+    from convlens.render.packed import pack
 
     cache = _PACKED.setdefault((size, tuple(color)), {})
     get = cache.get
@@ -206,8 +206,8 @@ def packed_texts_many(texts: Sequence[str], size: int, color: tuple[int, ...]) -
     """``[packed_text(t, size, color) for t in texts]``, the texts not cached yet drawn all
     at once from cached glyphs (:mod:`.glyphs`: the same pixels, without one FreeType
     call per text)."""
-    from .glyphs import draw_coverage, ink_table
-    from .packed import pack
+    from convlens.render.glyphs import draw_coverage, ink_table
+    from convlens.render.packed import pack
 
     cache = _PACKED.setdefault((size, tuple(color)), {})
     found = {t: cache.get(t) for t in texts}  # what this call uses, whatever other threads do

@@ -6,9 +6,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .colormaps import BAD_COLOR
-from .layout import Block, fit_image, pad, upscale
-from .scale import Scale
+from convlens.render.colormaps import BAD_COLOR
+from convlens.render.layout import Block, fit_image, pad, upscale
+from convlens.render.scale import Scale
 
 __all__ = ["heat_pixels", "rgb_pixels", "photo_pixels", "tile", "heat_tile", "FRAME"]
 

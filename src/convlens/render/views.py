@@ -2,22 +2,22 @@
 (which picks one of them, or ``grid``, from the stage's shape)."""
 from __future__ import annotations
 
-from ..errors import RenderError
-from ..trace import Stage, Trace
-from .bars import bar_chart
-from .colorbar import colorbar, legend
-from .colormaps import CmapName
-from .figure import Figure
-from .gridview import grid
-from .layout import vstack, zoom_factor
-from .panel import SCALE_KEYS, finish, header, rgb_legend, stage_record, wrap
-from .resolve import (
+from convlens.errors import RenderError
+from convlens.trace import Stage, Trace
+from convlens.render.bars import bar_chart
+from convlens.render.colorbar import colorbar, legend
+from convlens.render.colormaps import CmapName
+from convlens.render.figure import Figure
+from convlens.render.gridview import grid
+from convlens.render.layout import vstack, zoom_factor
+from convlens.render.panel import SCALE_KEYS, finish, header, rgb_legend, stage_record, wrap
+from convlens.render.resolve import (
     as_stage, channel_scales, check_channel, check_image, check_int, check_options, rgb_range,
     require_spatial, vector_scale,
 )
-from .scale import NORM_LABELS, Norm
-from .text import fmt
-from .tiles import heat_pixels, rgb_pixels, tile
+from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.text import fmt
+from convlens.render.tiles import heat_pixels, rgb_pixels, tile
 
 __all__ = ["rgb", "heatmap", "bars", "stage"]
 

@@ -13,14 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConvlensError
-from ..trace import Trace
-from .demo import demo_report_html, write_demo_report
-from .options import ReportOptions
-from .page import report_html
+from convlens.errors import ConvlensError
+from convlens.trace import Trace
+from convlens.report.options import ReportOptions
+from convlens.report.page import report_html
 
-__all__ = ["ReportOptions", "report_html", "write_report", "demo_report_html",
-           "write_demo_report"]
+__all__ = ["ReportOptions", "report_html", "write_report"]
 
 
 def write_report(trace: Trace, path: str | Path, options: ReportOptions | None = None,
@@ -43,3 +41,8 @@ def write_report(trace: Trace, path: str | Path, options: ReportOptions | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(report_html(trace, options), encoding="utf-8")
     return path
+
+
+from convlens.trace import register_view as _register  # noqa: E402
+
+_register("report", write_report)

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import ConvlensError
-from ..render.colormaps import CmapName, check_cmap
-from ..render.scale import Norm, check_norm
+from convlens.errors import ConvlensError
+from convlens.render.colormaps import CmapName, check_cmap
+from convlens.render.scale import Norm, check_norm
 
 __all__ = ["ReportOptions"]
 

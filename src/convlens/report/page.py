@@ -10,11 +10,11 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
-from ..display.style import CSS
-from ..render.resolve import check_images
-from ..trace import Trace
-from .options import ReportOptions
-from .sections import (
+from convlens.display.style import CSS
+from convlens.render.resolve import check_images
+from convlens.trace import Trace
+from convlens.report.options import ReportOptions
+from convlens.report.sections import (
     architecture_section, explanations_section, input_section, journey_section,
     stage_id, stage_section, stats_section,
 )
@@ -58,7 +58,7 @@ def _contents(parts: Sequence[tuple[str, str]], stages: list) -> str:
 
 def report_html(trace: Trace, options: ReportOptions | None = None) -> str:
     """The whole report for ``trace`` as one HTML string."""
-    from .. import __version__
+    from convlens import __version__
 
     opts = options or ReportOptions()
     stages = trace.select(opts.layers) if opts.layers is not None else list(trace.stages)

@@ -3,17 +3,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..display.embed import data_uri, escape, img_tag
-from ..display.gallery import channel_gallery
-from ..display.tables import predictions, predictions_table, stats_table
-from ..display.views import params_text, preprocessing_text
-from ..errors import ConvlensError
-from ..narrate import describe_stage
-from ..render.figure import Figure
-from ..render.journeyview import journey
-from ..render.panel import finish, input_panel
-from ..trace import Stage, Trace
-from .options import ReportOptions
+from convlens.display.embed import data_uri, escape, img_tag
+from convlens.display.gallery import channel_gallery
+from convlens.display.tables import predictions, predictions_table, stats_table
+from convlens.display.views import params_text, preprocessing_text
+from convlens.errors import ConvlensError
+from convlens.analysis.narrate import describe_stage
+from convlens.render.figure import Figure
+from convlens.render.journeyview import journey
+from convlens.render.panel import finish, input_panel
+from convlens.trace import Stage, Trace
+from convlens.report.options import ReportOptions
 
 __all__ = ["stage_id", "figure_block", "input_section", "architecture_section",
            "journey_section", "explanations_section", "stats_section", "stage_section"]
@@ -62,7 +62,7 @@ def _optional(make: Callable[[], Figure]) -> Figure | None:
 
 def architecture_section(trace: Trace) -> str:
     def make() -> Figure:
-        from ..explain.architecture import architecture_diagram
+        from convlens.explain.architecture import architecture_diagram
         return architecture_diagram(trace, title=trace.model_name)
     fig = _optional(make)
     if fig is None:
@@ -88,14 +88,14 @@ def explanations_section(trace: Trace) -> str:
     act = next((s for s in trace.stages if s.kind == "activation" and s.is_spatial), None)
     if act is not None:
         def hist() -> Figure:
-            from ..explain.activations import activation_histogram
+            from convlens.explain.activations import activation_histogram
             return activation_histogram(trace, act.name)
         fig = _optional(hist)
         if fig is not None:
             figs.append((fig, f"What {act.name} ({act.op}) did to its input values."))
 
     def growth() -> Figure:
-        from ..explain.receptive import receptive_field_growth_figure
+        from convlens.explain.receptive import receptive_field_growth_figure
         return receptive_field_growth_figure(trace, title=trace.model_name)
     fig = _optional(growth)
     if fig is not None:

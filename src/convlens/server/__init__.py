@@ -15,5 +15,5 @@ __all__ = ["create_app"]
 
 def create_app(model: str | None = None, **kwargs: Any):
     """The explorer's FastAPI app (see :func:`convlens.server.app.create_app`)."""
-    from .app import create_app as _create
+    from convlens.server.app import create_app as _create
     return _create(model, **kwargs)

@@ -34,15 +34,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ConvlensError, ImageError
-from ..trace import Trace
-from . import compute, features
-from .compute import DEFAULT_SPEC
-from .arithmetic import explain_position
-from .schemas import (
+from convlens.errors import ConvlensError, ImageError
+from convlens.trace import Trace
+from convlens.server import compute, features
+from convlens.server.compute import DEFAULT_SPEC
+from convlens.server.arithmetic import explain_position
+from convlens.server.schemas import (
     Explanation, ImageInfo, Info, ModelInfo, NormName, TraceRequest, UploadResult,
 )
-from .state import ExplorerState, Missing
+from convlens.server.state import ExplorerState, Missing
 
 __all__ = ["create_app", "DEFAULT_SPEC", "MAX_UPLOAD_BYTES", "STATIC_DIR"]
 
@@ -94,7 +94,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     elsewhere (``convlens.capture``, ``Trace.load``), a mapping gives them labels: the
     page offers them among the models and opens the first; they get ids ``t1``, ``t2``...
     in order."""
-    from .. import __version__
+    from convlens import __version__
 
     state = ExplorerState(cli_model=model, torch_threads=torch_threads)
     items = traces.items() if isinstance(traces, Mapping) else ((None, t) for t in traces)
@@ -152,7 +152,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     # -- API -----------------------------------------------------------------------
     @app.get("/api/info", response_model=Info, summary="What this server offers")
     def info() -> Info:
-        from ..render import colormaps
+        from convlens.render import colormaps
         return Info(
             version=__version__,
             images=[ImageInfo(id=i, label=label) for i, label in state.builtin_images()],
@@ -217,7 +217,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
              response_class=Response, summary="The stage drawn by convlens.render, as PNG")
     def stage_png(tid: str = _tid(), pos: int = _pos(), norm: NormName = "stage",
                   cmap: str | None = Query(None, max_length=20)) -> Response:
-        from .. import render
+        from convlens import render
         entry = state.trace(tid)
         stage = compute.stage_at(entry, pos)
         fig = render.stage(stage, image=0, norm=norm, cmap=cmap or None)

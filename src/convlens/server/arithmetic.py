@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops
-from ..errors import ConvlensError
-from ..trace import Stage, Trace
-from .graph import Operand, concat_dim, inputs_of, merge_operation, operands, positions
-from .state import Missing, TraceEntry
+from convlens import ops
+from convlens.errors import ConvlensError
+from convlens.trace import Stage, Trace
+from convlens.server.graph import Operand, concat_dim, inputs_of, merge_operation, operands, positions
+from convlens.server.state import Missing, TraceEntry
 
 __all__ = ["explain_position", "MAX_SHOWN_CHANNELS", "MAX_SUMS"]
 
@@ -60,7 +60,7 @@ def _input_of(trace: Trace, pos: int, where: dict[int, int]) -> tuple[np.ndarray
 
 def _receptive(trace: Trace, pos: int, position: tuple[int, int] | None) -> dict | None:
     try:
-        from ..explain.receptive import receptive_field
+        from convlens.explain.receptive import receptive_field
     except ImportError:  # the explain package is optional here
         return None
     try:

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SpecError
-from ..trace import Stage, Trace
-from .graph import consumers, inputs_of, merge_operation, positions
-from .encode import encode_channels, finite_minmax, pack, quantize
-from .state import ExplorerState, TraceEntry
+from convlens.errors import SpecError
+from convlens.trace import Stage, Trace
+from convlens.server.graph import consumers, inputs_of, merge_operation, positions
+from convlens.server.encode import encode_channels, finite_minmax, pack, quantize
+from convlens.server.state import ExplorerState, TraceEntry
 
 __all__ = ["DEFAULT_SPEC", "LIMITS", "check_spec", "make_entry", "journey_frame", "channels_frame",
            "predictions", "display_image", "stage_at", "pin_trace"]
@@ -42,8 +42,8 @@ scaled down), and the size of journey previews."""
 
 def check_spec(spec: str, hw: tuple[int, int]):
     """Parse a toy-network spec and refuse one too large for an interactive explorer."""
-    from ..nets import parse_spec
-    from ..nets.spec import Conv, Pool
+    from convlens.nets import parse_spec
+    from convlens.nets.spec import Conv, Pool
 
     net = parse_spec(spec)
     if len(net.layers) > LIMITS["spec_layers"]:
@@ -75,7 +75,7 @@ def display_image(trace: Trace) -> np.ndarray:
     if x.shape[:2] == (h, w) and c == 3:
         return x
     if c == 3:
-        from ..images import resize
+        from convlens.images import resize
         return np.clip(resize(x, (h, w)), 0.0, 1.0)
     grey = trace.model_input[0, 0].astype(np.float64)
     span = float(np.ptp(grey)) or 1.0
@@ -88,8 +88,8 @@ def make_entry(state: ExplorerState, image_id: str, model_id: str, spec: str | N
     img = state.image(image_id)
     t0 = time.perf_counter()
     if model_id == "toy":
-        from ..capture import capture
-        from ..nets import build
+        from convlens.capture import capture
+        from convlens.nets import build
         spec = DEFAULT_SPEC if spec is None else spec
         if not spec.strip():
             raise SpecError("the toy network is empty; expected a spec such as "
@@ -102,7 +102,7 @@ def make_entry(state: ExplorerState, image_id: str, model_id: str, spec: str | N
                             meta={"spec": net.text(), "seed": seed, "backend": "torch"})
         spec = net.text()
     else:
-        from ..capture import capture
+        from convlens.capture import capture
         m = state.model(model_id)
         meta: dict[str, Any] = dict(m.meta)
         if m.class_names is not None:
@@ -123,7 +123,7 @@ def pin_trace(state: ExplorerState, trace: Trace, label: str | None = None) -> T
 
 
 def stage_at(entry: TraceEntry, position: int) -> Stage:
-    from .state import Missing
+    from convlens.server.state import Missing
     stages = entry.trace.stages
     if not 0 <= position < len(stages):
         raise Missing(f"stage {position} does not exist; trace {entry.id} has stages "
@@ -142,7 +142,7 @@ def predictions(trace: Trace, k: int = 5) -> dict[str, Any] | None:
         return None
     if names is not None and len(names) != last.output.shape[1]:
         names = None
-    from ..nets.zoo import topk
+    from convlens.nets.zoo import topk
     top = topk(last.output[:1], list(names) if names else None, k)[0]
     return {"stage": last.name, "probabilities": softmax,
             "top": [{"index": p.index, "name": p.name, "value": p.probability} for p in top]}
@@ -231,7 +231,7 @@ def journey_frame(entry: TraceEntry, features: dict[str, bool], capture_ms: floa
 def channels_frame(entry: TraceEntry, position: int, start: int, count: int,
                    max_side: int) -> bytes:
     """Channels ``start .. start + count - 1`` of a stage (a flat stage: all its values)."""
-    from .state import Missing
+    from convlens.server.state import Missing
     stage = stage_at(entry, position)
     x = stage.output[0]
     if not stage.is_spatial:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConvlensError
-from ..trace import Trace
+from convlens.errors import ConvlensError
+from convlens.trace import Trace
 
 __all__ = ["available", "architecture_svg", "gradcam", "report_html"]
 
@@ -24,7 +24,7 @@ def _has(module: str) -> bool:
 
 def _gradcam_fn():
     try:
-        from ..attribute import gradcam as fn
+        from convlens.attribute import gradcam as fn
     except ImportError:
         return None
     return fn
@@ -48,7 +48,7 @@ def architecture_svg(trace: Trace) -> str:
     if not _has("convlens.explain.architecture"):
         raise ConvlensError("the architecture diagram needs convlens.explain, which this "
                             "installation lacks; expected convlens with its explain package")
-    from ..explain.architecture import architecture_svg as svg
+    from convlens.explain.architecture import architecture_svg as svg
     return svg(trace, title=trace.model_name)
 
 
@@ -80,5 +80,5 @@ def report_html(trace: Trace) -> str:
     if not _has("convlens.report"):
         raise ConvlensError("the HTML report needs convlens.report, which this installation "
                             "lacks; expected convlens with its report module")
-    from ..report import report_html as html
+    from convlens.report import report_html as html
     return html(trace)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 import numpy as np
 
-from ..trace import Stage, Trace
+from convlens.trace import Stage, Trace
 
 __all__ = ["Operand", "positions", "inputs_of", "consumers", "merge_operation", "operands",
            "concat_dim", "MERGE_OPERATIONS"]

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConvlensError, ModelError
-from ..trace import Trace
+from convlens.errors import ConvlensError, ModelError
+from convlens.trace import Trace
 
 __all__ = ["ImageEntry", "ModelEntry", "TraceEntry", "ExplorerState", "Missing", "ZOO_MODELS",
            "DIGIT_IDS"]
@@ -122,7 +122,7 @@ class ExplorerState:
         if hit is not None:
             return hit
         if image_id == "cat":
-            from ..images import cat
+            from convlens.images import cat
             entry = ImageEntry("cat", "Chelsea the cat", _frozen(cat()))
         elif image_id in DIGIT_IDS:
             d = int(image_id[-1])
@@ -137,7 +137,7 @@ class ExplorerState:
     def add_upload(self, data: bytes, filename: str, max_side: int) -> ImageEntry:
         """Decode an uploaded file with :func:`convlens.load_image`; large images are
         scaled down so the longer side is ``max_side``."""
-        from ..images import load_image, resize
+        from convlens.images import load_image, resize
         pixels = load_image(data, name=filename)
         h, w = pixels.shape[:2]
         note = ""
@@ -171,12 +171,12 @@ class ExplorerState:
 
     def _load(self, model_id: str) -> ModelEntry:
         if model_id in ZOO_MODELS:
-            from ..nets import zoo
+            from convlens.nets import zoo
             zm = zoo.load(model_id)
             return ModelEntry(model_id, ZOO_MODELS[model_id], zm.model, f"zoo:{zm.name}",
                               zm.preprocess_for, zm.class_names, {"zoo": zm.name})
         if model_id == "cli" and self.cli_model:
-            from ..models import load_model
+            from convlens.capture.files import load_model
             lm = load_model(self.cli_model)
             return ModelEntry("cli", lm.name, lm.model, lm.name, lambda _img: lm.preprocess,
                               lm.class_names, dict(lm.meta))
@@ -227,6 +227,6 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 def _digit(d: int) -> np.ndarray:
     """The first held-out test digit of class ``d``."""
-    from ..digits import digits
+    from convlens.digits import digits
     images, labels = digits()
     return images[int(np.flatnonzero(labels == d)[0])]

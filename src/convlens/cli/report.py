@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..render.colormaps import CMAPS
-from ..render.scale import NORMS
+from convlens.cli.common import FORMATTER, add_images, add_layers, add_network, add_out, load_batch, trace_from_args
+from convlens.render.colormaps import CMAPS
+from convlens.render.scale import NORMS
 
 __all__ = ["add_parser", "run"]
 
@@ -22,20 +23,11 @@ defaults; --max-channels and --thumb trade detail for size.
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "report", help="one self-contained HTML report of a network on your images",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--net", metavar="SPEC",
-                   help='a toy network, e.g. "conv(3, 3x3) relu maxpool(5)"')
-    g.add_argument("--model", metavar="FILE", help=".keras, .h5, TorchScript .pt, or zoo:NAME")
-    p.add_argument("-o", "--out", required=True, metavar="FILE.html", help="the report to write")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch",
-                   help="framework that builds --net or loads zoo models (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="weight seed for --net (default: 0)")
-    p.add_argument("--layers", metavar="SEL", help="report only these stages: names, kinds or "
-                   "globs, comma-separated (e.g. conv,pool or 'block1*')")
-    p.add_argument("--size", metavar="HxW", help="resize every image to HxW (needed when the "
-                   "images' sizes differ)")
+        epilog=_EPILOG, formatter_class=FORMATTER)
+    add_images(p)
+    add_network(p)
+    add_out(p, folder=False, required=True, help="the report to write (FILE.html)")
+    add_layers(p)
     p.add_argument("--max-channels", type=int, default=16, metavar="N",
                    help="channels drawn per stage (default: %(default)s)")
     p.add_argument("--first", type=int, default=8, metavar="N",
@@ -49,22 +41,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-explanations", action="store_true",
                    help="leave out the teaching figures (activation histogram, receptive field)")
     p.add_argument("--title", help="the report's title")
-    p.set_defaults(handler=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import _size
-    from ..images import as_batch
-    from ..pipeline import make_trace
-    from . import ReportOptions, write_report
+    from convlens.report import ReportOptions, write_report
 
     opts = ReportOptions(max_channels=args.max_channels, first=args.first, thumb=args.thumb,
                          norm=args.norm, cmap=args.cmap, explanations=not args.no_explanations,
                          title=args.title)
-    batch = as_batch(list(args.images), size=_size(args.size))
-    trace = make_trace(batch, net=args.net, model=args.model, backend=args.backend,
-                       seed=args.seed, layers=args.layers)
+    trace = trace_from_args(args, load_batch(args))
     path = write_report(trace, args.out, opts)
     size = path.stat().st_size
     print(f"wrote {path} ({size / 1e6:.1f} MB, {len(trace.stages)} stages, "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .trace import Stage, Trace
+from convlens.trace import Stage, Trace
 
 __all__ = ["describe_stage", "describe_trace"]
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import cat
-from ..render.text import fmt
-from .base import mass_fraction
-from .gradcam import gradcam
-from .maximize import maximize, maximize_figure
-from .overlay import overlay
-from .saliency import saliency
-from .sanity import sanity, sanity_figure
-from .stimuli import stimuli_figure, top_stimuli
+from convlens.images import cat
+from convlens.render.text import fmt
+from convlens.attribute.base import mass_fraction
+from convlens.attribute.gradcam import gradcam
+from convlens.attribute.maximize import maximize, maximize_figure
+from convlens.attribute.overlay import overlay
+from convlens.attribute.saliency import saliency
+from convlens.attribute.sanity import sanity, sanity_figure
+from convlens.attribute.stimuli import stimuli_figure, top_stimuli
 
 __all__ = ["attention_section", "CAT_HEAD", "MAX_STAGES"]
 
@@ -44,7 +44,7 @@ def attention_section(outdir: str | Path, backend: str = "torch", seed: int = 0,
     The demo's section signature ``(outdir, backend, seed)``: EfficientNet-Lite0 exists only
     in PyTorch, so ``backend`` does not change anything here; ``seed`` seeds the
     maximisation and the sanity check's random weights."""
-    from ..nets import zoo
+    from convlens.nets import zoo
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)

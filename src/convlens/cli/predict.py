@@ -12,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .errors import ModelError
+from convlens.cli.common import FORMATTER, add_network, add_out, write_text
+from convlens.errors import ModelError
 
 __all__ = ["add_parser", "run"]
 
@@ -28,16 +29,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "predict", help="a classifier's top classes (with probabilities) for each image",
         description="Print the top classes of a classifier for each image.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_EXAMPLES, formatter_class=FORMATTER)
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--model", default="zoo:efficientnet-lite0",
-                   help="zoo:NAME, a .keras/.h5 file or a TorchScript .pt (default: %(default)s)")
+    add_network(p, net=False, model_default="zoo:efficientnet-lite0", seed=False)
     p.add_argument("--top", type=int, default=5, help="how many classes (default: %(default)s)")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch",
-                   help="framework for a zoo model (default: %(default)s)")
     p.add_argument("--labels", metavar="FILE",
                    help="class names, one a line in class order (for model files)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    add_out(p, folder=False, help="write to FILE instead of the screen")
     return p
 
 
@@ -55,18 +54,18 @@ def _labels(path: str | None) -> list[str] | None:
 def predict_files(images: list[str], model: str, top: int = 5, backend: str = "torch",
                   labels: list[str] | None = None) -> list[list]:
     """Per image file, its ``top`` predictions (``Prediction(index, name, probability)``)."""
-    from .images import load_image
+    from convlens.images import load_image
 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ModelError(f"--top {top!r} is not valid; expected a positive integer")
     pictures = [load_image(p) for p in images]
     if model.startswith("zoo:") and labels is None:
-        from .nets import zoo
+        from convlens.nets import zoo
 
         zm = zoo.load(model, backend=backend)  # type: ignore[arg-type]
         return zoo.predict(zm, pictures, top=top)
-    from .capture import capture
-    from .models import load_model
+    from convlens.capture import capture
+    from convlens.capture.files import load_model
 
     loaded = load_model(model, backend=backend)
     names = labels if labels is not None else loaded.class_names
@@ -85,13 +84,13 @@ def run(args: argparse.Namespace) -> int:
                  "top": [{"rank": r, "index": p.index, "name": p.name,
                           "probability": p.probability} for r, p in enumerate(ps, 1)]}
                 for path, ps in zip(args.images, preds)]
-        print(json.dumps(rows, indent=2))
-        return 0
+        return write_text(json.dumps(rows, indent=2) + "\n", args.out, "predictions")
+    lines = []
     for k, (path, ps) in enumerate(zip(args.images, preds)):
         if k:
-            print()
-        print(f"{path}  ({args.model}, top {len(ps)})")
+            lines.append("")
+        lines.append(f"{path}  ({args.model}, top {len(ps)})")
         for r, p in enumerate(ps, 1):
             bar = "#" * int(round(p.probability * 20))
-            print(f"  {r:>2}. {p.probability:7.4f}  {bar:<20}  {p.name} ({p.index})")
-    return 0
+            lines.append(f"  {r:>2}. {p.probability:7.4f}  {bar:<20}  {p.name} ({p.index})")
+    return write_text("\n".join(lines) + "\n", args.out, "predictions")

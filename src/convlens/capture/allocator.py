@@ -30,7 +30,7 @@ import sys
 import threading
 from typing import Any
 
-from .errors import ConvlensError
+from convlens.errors import ConvlensError
 
 __all__ = ["retain_freed_memory", "ensure_tuned", "allocator_status", "DEFAULT_RETAIN_MB"]
 

@@ -32,8 +32,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import TraceError
-from .trace import Stage, Trace
+from convlens.errors import TraceError
+from convlens.trace import Stage, Trace
 
 __all__ = ["COLUMNS", "StatsTable", "stage_stats", "trace_stats"]
 

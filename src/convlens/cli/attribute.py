@@ -12,12 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConvlensError
+from convlens.cli.common import FORMATTER, add_network, add_out
+from convlens.errors import ConvlensError
 
-__all__ = ["add_parser", "run", "METHODS"]
+__all__ = ["add_parser", "run", "method_choices"]
 
-METHODS = ("gradcam", "gradcam++", "layercam", "saliency", "smoothgrad", "gxi", "maximize",
-           "stimuli")
+
+def method_choices() -> tuple[str, ...]:
+    """``--method`` choices: every registered attribution method, maps first."""
+    from convlens.attribute import methods
+
+    return tuple(m.name for m in methods("cam", "gradient")) + tuple(
+        m.name for m in methods("channel"))
 
 _EXAMPLES = """examples:
   convlens attribute cat.jpg --model zoo:efficientnet-lite0 -o out/            # Grad-CAM, top class
@@ -40,19 +46,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "attribute", help="where the network looks (Grad-CAM, saliency) and what a channel wants",
         description="Attribution maps, activation maximisation and top stimuli, for PyTorch "
                     "and Keras models.", epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=FORMATTER)
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the cat)")
-    p.add_argument("--model", required=True, help="a model file (.keras, .h5) or zoo:NAME")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch",
-                   help="framework for a zoo model (default: %(default)s)")
-    p.add_argument("--method", choices=METHODS, default="gradcam",
-                   help="default: %(default)s")
+    add_network(p, net=False)
+    p.add_argument("--method", choices=method_choices(), default="gradcam",
+                   help="%(choices)s (default: %(default)s)")
     p.add_argument("--stage", help="stage name (default: the last spatial stage; maximize: the "
                                    "class logits)")
     p.add_argument("--class", dest="target", metavar="CLASS",
                    help="class index or name, or one per image comma-separated (default: top class)")
     p.add_argument("--channel", help="maximize / stimuli: channel(s), comma-separated")
-    p.add_argument("-o", "--out", required=True, help="output folder")
+    add_out(p, folder=True, required=True)
     p.add_argument("--size", type=int, help="maximize: image side in pixels (default: the "
                                             "model's input size)")
     p.add_argument("--steps", type=int, default=128, help="maximize: steps (default: %(default)s)")
@@ -61,7 +65,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.15, help="smoothgrad: noise as a fraction of "
                                                              "the input range (default: %(default)s)")
     p.add_argument("--top", type=int, default=8, help="stimuli: how many (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sanity", action="store_true",
                    help="also run the randomisation sanity check (sanity.png)")
     p.set_defaults(handler=run)
@@ -88,11 +91,11 @@ def _channels(text: str | None, method: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from .. import attribute as A
-    from ..images import cat
-    from ..models import load_model
-    from ..render.figure import save_png
-    from ..render.tiles import photo_pixels
+    from convlens import attribute as A
+    from convlens.images import cat
+    from convlens.capture.files import load_model
+    from convlens.render.figure import save_png
+    from convlens.render.tiles import photo_pixels
 
     out = Path(args.out)
     loaded = load_model(args.model, backend=args.backend)
@@ -123,15 +126,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(chans)} stimuli figure(s) to {out}/")
         return 0
     target = _targets(args.target)
-    if args.method in A.CAM_METHODS:
-        attr = A.cam(loaded, images, args.stage, target, method=args.method)
-    elif args.method == "saliency":
-        attr = A.saliency(loaded, images, target)
-    elif args.method == "smoothgrad":
-        attr = A.smoothgrad(loaded, images, target, noise=args.noise, samples=args.samples,
-                            seed=args.seed)
-    else:
-        attr = A.gradient_x_input(loaded, images, target)
+    method = A.method_named(args.method, "cam", "gradient")
+    given = {"noise": args.noise, "samples": args.samples, "seed": args.seed}
+    attr = method.function(loaded, images, args.stage, target,
+                           **{k: given[k] for k in method.options})
     stem = args.method.replace("+", "p")
     A.overlay(attr).save(out / f"{stem}.png")
     np.savez(out / f"{stem}.npz", maps=attr.maps, targets=np.asarray(attr.targets),
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
               f"{attr.stage}, map {attr.maps.shape[1]}x{attr.maps.shape[2]}")
     if args.sanity:
         sys.stderr.write("running the sanity check (cascading randomisation)...\n")
-        method = args.method if args.method != "smoothgrad" else "saliency"
+        method = args.method if method.deterministic else "saliency"
         rep = A.sanity(loaded, images, attr.stage if attr.stage != "input" else None,
                        attr.targets[0], method=method, seed=args.seed)
         A.sanity_figure(rep).save(out / "sanity.png")

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConvlensError, RenderError
+from convlens.cli.common import add_network, add_out
+from convlens.errors import ConvlensError, RenderError
 
 __all__ = ["add_parser", "run"]
 
@@ -22,7 +23,7 @@ _EXAMPLES = {
   convlens explain conv --stride 2 --padding 1 --svg
   convlens explain conv --input "1,2,0;0,1,3;2,2,1" --kernel "1,0;0,-1" --bias 1
   convlens explain conv --net "conv(3, 3x3) relu maxpool(5)" --stage conv1 --channel 0 --at 120,200
-  convlens explain conv --model lenet --image digit.png --stage conv1 --patch 4""",
+  convlens explain conv --model zoo:lenet --image digit.png --stage conv1 --patch 4""",
     "pool": """examples:
   convlens explain pool                      # 2x2 max pooling of the classic 4x4 example
   convlens explain pool --mode avg --pool 3 --stride 2 --padding 1
@@ -33,7 +34,7 @@ _EXAMPLES = {
     "architecture": """examples:
   convlens explain architecture alexnet      # also: lenet5
   convlens explain architecture "conv(6, 5x5) tanh avgpool(2) flatten dense(10)" --input-shape 1,28,28
-  convlens explain architecture --model efficientnet-lite0""",
+  convlens explain architecture --model zoo:efficientnet-lite0""",
     "receptive-field": """examples:
   convlens explain receptive-field alexnet --stage conv3 --at 6,6
   convlens explain receptive-field --net "conv(3, 3x3) relu maxpool(5)" --stage maxpool1 --at 30,45""",
@@ -44,16 +45,12 @@ _EXAMPLES = {
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("a real network (instead of the built-in example)")
-    g.add_argument("--model", help="a named or saved model (see `convlens models`)")
-    g.add_argument("--net", help='a toy-network spec, e.g. "conv(3, 3x3) relu maxpool(5)"')
-    g.add_argument("--image", help="image file (default: the cat)")
-    g.add_argument("--backend", default="torch", choices=("torch", "keras"))
-    g.add_argument("--seed", type=int, default=0, help="seed of a --net's weights (default 0)")
+    add_network(p, required=False)
+    p.add_argument("--image", help="image file for --model/--net (default: the cat)")
 
 
 def _out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="convlens-explain", help="output folder (default: %(default)s)")
+    add_out(p, folder=True, default="convlens-explain")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -64,7 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "explain", help="teaching figures: convolution, pooling, activations, architecture...",
         description="Teaching figures computed from real numbers, for the built-in examples "
                     "or for your own network and image.",
-        epilog="\n\n".join(_EXAMPLES.values()), formatter_class=fmt)
+        epilog="examples:\n" + "\n".join(
+            line for text in _EXAMPLES.values() for line in text.splitlines()[1:]),
+        formatter_class=fmt)
     sub = top.add_subparsers(dest="explain_command", metavar="WHAT", required=True)
 
     p = sub.add_parser("conv", help="animate a convolution (GIF + PNG frames)",
@@ -192,7 +191,7 @@ def _source(args):
 
 def run(args: argparse.Namespace) -> int:
     """Run ``convlens explain <what>``; prints the files written; returns 0."""
-    from . import activations, architecture, conv, pool, receptive, shapes
+    from convlens.explain import activations, architecture, conv, pool, receptive, shapes
 
     what = args.explain_command
     if what == "shapes":
@@ -259,7 +258,7 @@ def _title(src) -> str:
 
 
 def _last_windowed(src, shape) -> str:
-    from .layers import layer_infos
+    from convlens.explain.layers import layer_infos
 
     infos = [i for i in layer_infos(src, shape)[1] if i.windowed]
     if not infos:

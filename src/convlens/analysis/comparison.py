@@ -20,15 +20,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import RenderError
-from .images import as_batch
-from .render.figure import Figure
-from .render.layout import Block, hstack, pad, vstack
-from .render.panel import MIN_TILE, finish, input_panel, stage_panel
-from .render.predictionsview import predictions_panel
-from .render.resolve import check_image, check_int, check_options
-from .render.text import INK, LABEL, MUTED, SMALL, TITLE, fmt, text_image, wrap_text
-from .trace import Trace, select_stages
+from convlens.errors import RenderError
+from convlens.images import as_batch
+from convlens.render.figure import Figure
+from convlens.render.layout import Block, hstack, pad, vstack
+from convlens.render.panel import MIN_TILE, finish, input_panel, stage_panel
+from convlens.render.predictionsview import predictions_panel
+from convlens.render.resolve import check_image, check_int, check_options
+from convlens.render.text import INK, LABEL, MUTED, SMALL, TITLE, fmt, text_image, wrap_text
+from convlens.trace import Trace, select_stages
 
 __all__ = ["compare", "difference", "random_vs_trained", "zoo_trace"]
 
@@ -42,9 +42,9 @@ def zoo_trace(images: Any, name: str, weights: str = "trained", backend: str = "
     ``meta`` records ``zoo``, ``weights`` (and ``seed`` when random), ``class_names`` and
     the top-5 ``predictions``.  The first image picks the preprocessing (LeNet: whether
     to invert a light background)."""
-    from .capture import capture
-    from .nets import zoo
-    from .predictions import with_predictions
+    from convlens.capture import capture
+    from convlens.nets import zoo
+    from convlens.analysis.predictions import with_predictions
 
     zm = zoo.load(name, backend=backend, weights=weights, seed=seed)  # type: ignore[arg-type]
     batch = as_batch(images)
@@ -101,7 +101,7 @@ def _row_range(sa, sb, ia: int, ib: int) -> tuple[float, float] | None:
 
 def _image_range(stage, image: int) -> tuple[float, float] | None:
     """Finite min and max of one image's output of ``stage``."""
-    from .render.scale import finite_range
+    from convlens.render.scale import finite_range
 
     return finite_range(stage.output[image])
 
@@ -190,7 +190,7 @@ def compare(
         records.append({"stage": sa.name, "range": list(rng) if rng else None,
                         "mean_abs_diff": diff})
     if top:
-        from .predictions import is_classifier
+        from convlens.analysis.predictions import is_classifier
 
         if is_classifier(trace_a) and is_classifier(trace_b):
             pw = max(width, 200)

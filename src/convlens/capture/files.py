@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
-from .preprocess import Preprocess
+from convlens.capture.adapters import adapters, for_file, resolve
+from convlens.errors import ModelError
+from convlens.preprocess import Preprocess
 
-__all__ = ["LoadedModel", "load_model", "MODEL_SUFFIXES"]
+__all__ = ["LoadedModel", "load_model", "model_suffixes", "load_keras", "load_torchscript"]
 
-MODEL_SUFFIXES = (".keras", ".h5", ".pt", ".pth", ".ts")
+
+def model_suffixes() -> tuple[str, ...]:
+    """Every model-file suffix some registered adapter loads."""
+    return tuple(s for a in adapters() for s in a.suffixes)
 
 
 @dataclass
@@ -38,29 +42,27 @@ def load_model(source: str | Path, backend: str = "torch") -> LoadedModel:
     """Load ``source``: a model file (see module docs) or ``zoo:NAME``."""
     text = str(source)
     if text.startswith("zoo:"):
-        from .nets import zoo
+        from convlens.nets import zoo
         zm = zoo.load(text[4:], backend=backend)
         return LoadedModel(zm.model, f"zoo:{zm.name}", zm.preprocess, zm.class_names,
                            {"zoo": zm.name})
     path = Path(text)
     if not path.is_file():
         raise ModelError(
-            f"{path}: no such model file; expected a .keras, .h5 or TorchScript .pt file, "
-            "or zoo:NAME"
+            f"{path}: no such model file; expected a file ending in "
+            f"{', '.join(model_suffixes())}, or zoo:NAME (see convlens models)"
         )
-    suffix = path.suffix.lower()
-    if suffix in (".keras", ".h5"):
-        return LoadedModel(_load_keras(path), path.name)
-    if suffix in (".pt", ".pth", ".ts"):
-        return LoadedModel(_load_torchscript(path), path.name)
-    raise ModelError(
-        f"{path}: unsupported model file type {suffix or '(none)'!r}; expected one of "
-        f"{', '.join(MODEL_SUFFIXES)} or zoo:NAME"
-    )
+    adapter = for_file(path.suffix)
+    if adapter is None or adapter.load is None:
+        raise ModelError(
+            f"{path}: unsupported model file type {path.suffix.lower() or '(none)'!r}; expected "
+            f"one of {', '.join(model_suffixes())} or zoo:NAME (see convlens models)"
+        )
+    return LoadedModel(resolve(adapter.load)(path), path.name)
 
 
-def _load_keras(path: Path) -> Any:
-    from .nets.keras_backend import import_keras
+def load_keras(path: Path) -> Any:
+    from convlens.nets.keras_backend import import_keras
     keras = import_keras()
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
@@ -72,7 +74,7 @@ def _load_keras(path: Path) -> Any:
         raise ModelError(f"{path}: cannot load this Keras model ({msg}); {hint}") from None
 
 
-def _load_torchscript(path: Path) -> Any:
+def load_torchscript(path: Path) -> Any:
     import torch
     try:
         with zipfile.ZipFile(path) as zf:

@@ -16,12 +16,12 @@ from typing import Callable, Sequence, TextIO
 import numpy as np
 from PIL import Image
 
-from . import render
-from .images import cat
-from .narrate import describe_stage
-from .pipeline import trace_spec
-from .render.figure import Figure, save_png
-from .trace import Trace
+from convlens import render
+from convlens.images import cat
+from convlens.analysis.narrate import describe_stage
+from convlens.pipeline import trace_spec
+from convlens.render.figure import Figure, save_png
+from convlens.trace import Trace
 
 __all__ = ["EXPERIMENTS", "Experiment", "run_demo"]
 
@@ -86,7 +86,7 @@ def _progress(out: TextIO, i: int, n: int, title: str) -> None:
 
 def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
     """The teaching figures (convlens.explain) made from the cat and the demo's networks."""
-    from .explain import demo_section
+    from convlens.demo.explain import demo_section
 
     image = cat()
     items = demo_section(outdir, lambda spec: trace_spec(image, spec, backend=backend, seed=seed))
@@ -97,15 +97,15 @@ def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0) ->
 
 SectionMaker = Callable[[Path, str, int], "tuple[str, list[dict]]"]
 def trained_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
-    """LeNet on a digit and EfficientNet-Lite0 on the cat (convlens.trained_demo)."""
-    from .trained_demo import trained_section as make
+    """LeNet on a digit and EfficientNet-Lite0 on the cat (convlens.demo.trained)."""
+    from convlens.demo.trained import trained_section as make
 
     return make(outdir, backend=backend, seed=seed)
 
 
 def attention_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
     """Grad-CAM, saliency and activation maximization (convlens.attribute)."""
-    from .attribute.demo import attention_section as make
+    from convlens.demo.attribute import attention_section as make
 
     return make(outdir, backend, seed)
 
@@ -155,7 +155,7 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
         progress.write(f"\n{n} experiments and {len(done) - 1} more section(s) in {time.perf_counter() - start:.1f} s\n")
     index = outdir / "index.html"
     index.write_text(_html(done, backend, seed), encoding="utf-8")
-    from .report import write_demo_report
+    from convlens.demo.report import write_demo_report
 
     write_demo_report(outdir, done)  # the same, as one self-contained file: report.html
     return index

@@ -3,7 +3,7 @@ digit and EfficientNet-Lite0 (ImageNet) on the cat -- journeys, predictions, fir
 filters, and random vs trained weights.
 
 ``trained_section(outdir, backend, seed)`` writes its PNGs into ``outdir`` and returns
-``(title, cards)``: a section maker for :data:`convlens.demo.SECTIONS`.  Without
+``(title, cards)``: a section maker for :data:`convlens.demo.tutorial.SECTIONS`.  Without
 the ``convlens[imagenet]`` extra the EfficientNet cards are left out and the title
 says so.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import render
-from .comparison import compare, random_vs_trained, zoo_trace
-from .digits import digits
-from .errors import ModelError
-from .images import cat
-from .render.figure import save_png
-from .render.layout import vstack
-from .trace import Trace
+from convlens import render
+from convlens.analysis.comparison import compare, random_vs_trained, zoo_trace
+from convlens.digits import digits
+from convlens.errors import ModelError
+from convlens.images import cat
+from convlens.render.figure import save_png
+from convlens.render.layout import vstack
+from convlens.trace import Trace
 
 __all__ = ["trained_section", "DIGIT_INDEX", "EFFNET_STAGES"]
 

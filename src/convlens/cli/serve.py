@@ -6,7 +6,8 @@ import socket
 import sys
 import threading
 
-from ..errors import ConvlensError
+from convlens.cli.common import FORMATTER, add_network
+from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run", "LOOPBACK"]
 
@@ -27,9 +28,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve", help="explore a network in your browser (a local web app)",
         description="Start the convlens explorer, a local web app, and print its URL.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", metavar="FILE|zoo:NAME",
-                   help=".keras, .h5, TorchScript .pt, or zoo:NAME, offered on the page")
+        epilog=_EXAMPLES, formatter_class=FORMATTER)
+    add_network(p, required=False, net=False, backend=False, seed=False)
     p.add_argument("--trace", metavar="FILE.npz", action="append", default=[],
                    help="a Trace saved with Trace.save (repeatable): offered among the "
                         "models and opened first")
@@ -61,7 +61,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _warm_up(app) -> None:
     """Import PyTorch, run the default toy network once and read the digits, so the
     first page (and the first digit) comes quickly."""
-    from .compute import DEFAULT_SPEC, make_entry
+    from convlens.server.compute import DEFAULT_SPEC, make_entry
     try:
         make_entry(app.state.explorer, "cat", "toy", DEFAULT_SPEC, 0)
         app.state.explorer.image("digit-0")  # reads scikit-learn's digits
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
+        from convlens.server.app import create_app
     except ImportError as exc:
         raise ConvlensError(f"convlens serve needs FastAPI and uvicorn ({exc.name} is missing); "
                             "install them with pip install 'convlens[serve]'") from None
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     for path in getattr(args, "trace", None) or []:
         from pathlib import Path
 
-        from ..trace import Trace
+        from convlens.trace import Trace
         tr = Trace.load(path)  # a bad file: TraceError, one line
         traces[f"{Path(path).name}: {tr.model_name} ({len(tr)} stages)"] = tr
     app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads,

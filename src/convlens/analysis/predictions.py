@@ -19,9 +19,9 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from .errors import TraceError
-from .nets.zoo import Prediction, topk
-from .trace import Trace
+from convlens.errors import TraceError
+from convlens.nets.zoo import Prediction, topk
+from convlens.trace import Trace
 
 __all__ = [
     "Prediction", "ProbabilitySource", "class_probabilities", "is_classifier",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import ConvlensError
+from convlens.cli.common import FORMATTER, add_layers, add_network, add_out
+from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run"]
 
@@ -28,17 +29,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compare", help="random vs trained weights, or two images, side by side per stage",
         description="Two forward passes side by side, one row per stage (matched by name), "
                     "each row on one shared colour range.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_EXAMPLES, formatter_class=FORMATTER)
     p.add_argument("images", nargs="+", metavar="IMAGE",
                    help="one image (random vs trained weights of a zoo model) or two images")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--model", metavar="FILE", help="zoo:NAME, .keras/.h5 or TorchScript .pt")
-    g.add_argument("--net", metavar="SPEC", help='a toy network (two images only)')
-    p.add_argument("-o", "--out", default="compare.png", help="output PNG (default: %(default)s)")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random weights (or of --net) (default: 0)")
-    p.add_argument("--layers", metavar="SEL", help="only these stages: names, kinds or globs")
+    add_network(p, seed_help="seed of the random weights (or of --net) (default: %(default)s)")
+    add_out(p, folder=False, default="compare.png", help="output PNG")
+    add_layers(p)
     p.add_argument("--tile", type=int, default=128, help="panel size in pixels (default: 128)")
     p.add_argument("--top", type=int, default=3,
                    help="classes to show for classifiers, 0 for none (default: 3)")
@@ -46,9 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .comparison import compare, random_vs_trained
-    from .images import load_image
-    from .pipeline import make_trace
+    from convlens.analysis.comparison import compare, random_vs_trained
+    from convlens.images import load_image
+    from convlens.pipeline import make_trace
 
     if len(args.images) > 2:
         raise ConvlensError(f"compare takes one image (random vs trained) or two images; got "

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..trace import Trace
-from .activations import activation_histogram, activation_table
-from .architecture import architecture_diagram, architecture_svg
-from .conv import conv_animation, conv_animation_from_stage
-from .layers import layer_infos
-from .pool import pool_animation, pool_animation_from_stage
-from .receptive import receptive_field, receptive_field_figure, receptive_field_growth_figure
-from .shapes import step_formulas
+from convlens.trace import Trace
+from convlens.explain.activations import activation_histogram, activation_table
+from convlens.explain.architecture import architecture_diagram, architecture_svg
+from convlens.explain.conv import conv_animation, conv_animation_from_stage
+from convlens.explain.layers import layer_infos
+from convlens.explain.pool import pool_animation, pool_animation_from_stage
+from convlens.explain.receptive import receptive_field, receptive_field_figure, receptive_field_growth_figure
+from convlens.explain.shapes import step_formulas
 
 __all__ = ["DEMO_SPECS", "demo_section"]
 

@@ -6,9 +6,9 @@ import html
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..display.embed import data_uri, img_tag
-from ..errors import ConvlensError
-from .page import page
+from convlens.display.embed import data_uri, img_tag
+from convlens.errors import ConvlensError
+from convlens.report.page import page
 
 __all__ = ["demo_report_html", "write_demo_report", "IMAGE_KEYS"]
 

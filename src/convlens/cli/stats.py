@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .errors import ConvlensError
+from convlens.cli.common import FORMATTER, add_images, add_layers, add_network, add_out, load_batch, trace_from_args
+from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run"]
 
@@ -25,24 +26,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "stats", help="per-stage statistics: mean, std, min, max, zeros, dead channels",
         description="Layer statistics of a network on your images (or of a saved trace).",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--model", metavar="FILE", help=".keras, .h5, TorchScript .pt, or zoo:NAME")
-    g.add_argument("--net", metavar="SPEC", help='a toy network, e.g. "conv(3, 3x3) relu"')
-    g.add_argument("--trace", metavar="NPZ", help="a trace saved by convlens run (trace.npz)")
-    p.add_argument("--backend", choices=("torch", "keras"), default="torch")
-    p.add_argument("--seed", type=int, default=0, help="weight seed for --net (default: 0)")
-    p.add_argument("--layers", metavar="SEL", help="only these stages: names, kinds or globs")
+        epilog=_EXAMPLES, formatter_class=FORMATTER)
+    add_images(p, nargs="*")
+    add_network(p, trace=True)
+    add_layers(p)
     p.add_argument("--image", type=int, metavar="N",
                    help="statistics of image N of the batch only (default: the whole batch)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("-o", "--out", metavar="FILE", help="write to FILE instead of the screen")
+    add_out(p, folder=False, help="write to FILE instead of the screen")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from .trace import Trace
+    from convlens.trace import Trace
 
     if args.trace is not None:
         if args.images:
@@ -57,11 +53,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.images:
             raise ConvlensError("give at least one image file (or --trace FILE)")
-        from .images import as_batch
-        from .pipeline import make_trace
-
-        trace = make_trace(as_batch(list(args.images)), net=args.net, model=args.model,
-                           backend=args.backend, seed=args.seed, layers=args.layers)
+        trace = trace_from_args(args, load_batch(args))
     table = trace.stats(args.image)
     text = {"table": lambda: str(table) + "\n", "csv": table.to_csv,
             "json": lambda: table.to_json() + "\n"}[args.format]()

@@ -1,0 +1,5 @@
+import sys
+
+from convlens.cli import main
+
+sys.exit(main())

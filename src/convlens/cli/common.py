@@ -1,0 +1,158 @@
+"""What every command shares, declared once: the one-line-error parser with "did you
+mean", the network options (``--model``/``--net``/``--backend``/``--seed``), ``-o/--out``,
+``--layers``, the image options (``--size``, ``--max-size``) and how they become a Trace.
+
+``-o/--out`` means the same everywhere: where the command writes its result — a folder for
+commands that write several files (run, demo, attribute, explain), a file for those that
+write one (report, compare, stats, predict).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from typing import Any
+
+from convlens.errors import ConvlensError
+
+__all__ = ["Parser", "add_network", "add_out", "add_layers", "add_images", "parse_size",
+           "load_batch", "trace_from_args", "did_you_mean", "FORMATTER"]
+
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def did_you_mean(word: str, choices: Any, n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'run'?"`` for the nearest of ``choices``, or ``""``."""
+    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+    return f"; did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
+
+
+_INVALID = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit status 2), with the nearest choice."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        m = _INVALID.search(message)
+        if m:
+            choices = [c.strip().strip("'") for c in m.group(2).split(",")]
+            message = (f"{m.group(1)!r} is not one of {', '.join(choices)}"
+                       f"{did_you_mean(m.group(1), choices)}")
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def add_network(p: argparse.ArgumentParser, *, required: bool = True, net: bool = True,
+                trace: bool = False, model_default: str | None = None, backend: bool = True,
+                seed: bool = True,
+                seed_help: str = "weight seed for --net (default: %(default)s)") -> None:
+    """``--model`` (a file or ``zoo:NAME``), ``--net SPEC`` (a toy network), optionally
+    ``--trace NPZ``; ``--backend`` and ``--seed``."""
+    from convlens.capture.adapters import adapters
+
+    files = ", ".join(s for a in adapters() for s in a.suffixes)
+    g = p.add_argument_group("the network")
+    ex = g.add_mutually_exclusive_group(required=required and model_default is None)
+    ex.add_argument("--model", metavar="FILE|zoo:NAME", default=model_default,
+                    help=f"a model file ({files}) or zoo:NAME; see 'convlens models'"
+                         + (" (default: %(default)s)" if model_default else ""))
+    if net:
+        ex.add_argument("--net", metavar="SPEC",
+                        help='a toy network with seeded weights, e.g. "conv(3, 3x3) relu maxpool(5)"')
+    if trace:
+        ex.add_argument("--trace", metavar="NPZ", help="a trace saved by convlens run (trace.npz)")
+    if backend:
+        g.add_argument("--backend", choices=("torch", "keras"), default="torch",
+                       help="framework that builds --net or a zoo model (default: %(default)s)")
+    if seed:
+        g.add_argument("--seed", type=int, default=0, help=seed_help)
+
+
+def add_out(p: argparse.ArgumentParser, *, folder: bool, default: str | None = None,
+            required: bool = False, help: str | None = None) -> None:
+    what = "output folder" if folder else "output file"
+    text = help or what
+    if default is not None:
+        text += " (default: %(default)s)"
+    p.add_argument("-o", "--out", metavar="DIR" if folder else "FILE", default=default,
+                   required=required and default is None, help=text)
+
+
+def add_layers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layers", metavar="SEL", help="keep only these stages: names, kinds or "
+                   "globs, comma-separated (e.g. conv,pool or 'block1*')")
+
+
+def add_images(p: argparse.ArgumentParser, *, nargs: str = "+",
+               help: str = "image files (PNG, JPEG, ...)") -> None:
+    p.add_argument("images", nargs=nargs, metavar="IMAGE", help=help)
+    p.add_argument("--size", metavar="HxW", help="resize every image to HxW (needed when the "
+                   "images' sizes differ)")
+    p.add_argument("--max-size", type=int, metavar="PX", default=None,
+                   help="shrink larger images so the longer side is PX pixels (aspect kept)")
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConvlensError(f"--size must look like 224x224; got {text!r}") from None
+    if h < 1 or w < 1:
+        raise ConvlensError(f"--size must be positive, like 224x224; got {text!r}")
+    return h, w
+
+
+def load_batch(args: argparse.Namespace, images: Any = None) -> Any:
+    """The images of the command line as one batch, after ``--size`` / ``--max-size``."""
+    from convlens.images import as_batch, load_image
+
+    paths = list(images if images is not None else args.images)
+    max_size = getattr(args, "max_size", None)
+    if max_size is not None and max_size < 1:
+        raise ConvlensError(f"--max-size {max_size} is not valid; expected a positive number "
+                            "of pixels, e.g. 1024")
+    pictures = [shrink(load_image(p), max_size) for p in paths] if max_size else paths
+    return as_batch(pictures, size=parse_size(getattr(args, "size", None)))
+
+
+def shrink(image: Any, max_size: int) -> Any:
+    """``image`` with its longer side at most ``max_size`` pixels (aspect kept)."""
+    from convlens.images import resize
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_size:
+        return image
+    k = max_size / max(h, w)
+    return resize(image, (max(1, round(h * k)), max(1, round(w * k))))
+
+
+def trace_from_args(args: argparse.Namespace, batch: Any, **extra: Any) -> Any:
+    """Capture ``batch`` through the command line's network (``--model`` or ``--net``)."""
+    from convlens.pipeline import make_trace
+
+    return make_trace(batch, net=getattr(args, "net", None), model=getattr(args, "model", None),
+                      backend=getattr(args, "backend", "torch"), seed=getattr(args, "seed", 0),
+                      layers=getattr(args, "layers", None), **extra)
+
+
+def progress(text: str) -> None:
+    """One status line on stderr, rewritten in place."""
+    sys.stderr.write(f"\r{text}")
+    sys.stderr.flush()
+
+
+def write_text(text: str, out: str | None, what: str) -> int:
+    """Print ``text``, or write it to ``out`` and say so; returns exit status 0."""
+    if not out:
+        sys.stdout.write(text)
+        return 0
+    from pathlib import Path
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {what} to {path}")
+    return 0
