@@ -109,7 +109,7 @@ def test_default_position_is_the_centre_and_errors():
     assert rf.position == (3, 3)
     with pytest.raises(RenderError, match="row 0..6"):
         receptive_field("conv(1, 3x3)", "conv1", (7, 0), (1, 9, 9))
-    with pytest.raises(RenderError, match="stages are: conv1"):
+    with pytest.raises(RenderError, match=r"no stage named 'conv5'; did you mean 'conv1'\?"):
         receptive_field("conv(1, 3x3)", "conv5", None, (1, 9, 9))
 
 

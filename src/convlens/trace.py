@@ -12,8 +12,10 @@ imports torch or keras.  Conventions:
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import json
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ import numpy as np
 
 from convlens.errors import TraceError
 
+LARGE_FILE_BYTES = 2 ** 30
+"""Files larger than this (1 GiB) are not written without saying so."""
+
 __all__ = ["Stage", "Trace", "StageKind", "STAGE_KINDS", "select_stages", "Deferred",
-           "predecessors", "successors"]
+           "predecessors", "successors", "nearest_names"]
 
 StageKind = Literal[
     "conv", "norm", "activation", "pool", "dense", "flatten", "dropout",
@@ -61,6 +66,30 @@ def _freeze(value: Any) -> Any:
         f"stage parameter value {value!r} of type {type(value).__name__} is not storable; "
         "expected numbers, strings, booleans, None, or lists/dicts of them"
     )
+
+
+def nearest_names(word: str, names: Sequence[str], *, also: Sequence[str] = (),
+                  what: str = "stages", n: int = 3) -> str:
+    """The end of a "no such stage" message: ``"did you mean 'stem.conv'?"`` for the
+    few names nearest ``word`` (glob characters ignored; ``also``: more candidates, such
+    as the kinds), else a short look at ``names``
+    (all of them when there are few) — never a list of 144 names."""
+    names = list(dict.fromkeys(str(x) for x in names))
+    probe = str(word).translate({ord(c): None for c in "*?[]"})
+    near: list[str] = []
+    if probe:
+        pool = names + [str(x) for x in also if str(x) not in names]
+        near = difflib.get_close_matches(probe, pool, n=n, cutoff=0.6)
+        ratio = [difflib.SequenceMatcher(None, probe, c).ratio() for c in near]
+        near = [c for c, r in zip(near, ratio) if r >= ratio[0] - 0.1]  # the close ones
+    if near:
+        return f"did you mean {' or '.join(repr(c) for c in near)}?"
+    if not names:
+        return f"there are no {what}"
+    if len(names) <= 8:
+        return f"{what} are: {', '.join(names)}"
+    return (f"the {len(names)} {what} run {', '.join(names[:3])} ... {names[-1]} "
+            "(all listed by trace.names or convlens stats)")
 
 
 _FLOAT32 = np.dtype(np.float32)
@@ -388,7 +417,8 @@ class Trace:
             if stage.name == key:
                 return stage
         raise TraceError(
-            f"no stage named {key!r}; stages are: {', '.join(self.names) or '(none)'}"
+            f"no stage named {key!r}; expected one of this trace's stage names; "
+            f"{nearest_names(key, self.names)}"
         )
 
     @property
@@ -405,6 +435,18 @@ class Trace:
         if not self.stages:
             raise TraceError("this trace has no stages")
         return self.stages[-1].output
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the trace's arrays take (what :meth:`save` writes, before compression),
+        known from the shapes: no stage output is computed to find it."""
+        total = self.input.nbytes + (self.model_input.nbytes if self.model_input is not None else 0)
+        for s in self.stages:
+            d = s.__dict__
+            dtype = (d["_deferred"] if d.get("_deferred") is not None else d["_output"]).dtype
+            total += int(np.prod(s._array_shape)) * np.dtype(dtype).itemsize
+            total += sum(int(w.nbytes) for w in s.weights.values())
+        return int(total)
 
     def select(self, selectors: str | Sequence[str]) -> list[Stage]:
         """Stages matching names, kinds or glob patterns (see :func:`select_stages`)."""
@@ -454,6 +496,11 @@ class Trace:
     def save(self, path: str | Path) -> Path:
         """Write the trace to one ``.npz`` file (arrays + a JSON header); returns the path."""
         path = Path(path)
+        size = self.nbytes
+        if size > LARGE_FILE_BYTES:
+            warnings.warn(f"writing {path.name}: about {size / 2 ** 30:.1f} GiB (every stage at "
+                          "full size); capture fewer stages (layers=) or smaller images to "
+                          "make it smaller", stacklevel=2)
         header = {
             "format": _FORMAT,
             "version": _VERSION,
@@ -599,10 +646,11 @@ def select_stages(
             if name == sel or kind == sel or fnmatch.fnmatchcase(name, sel)
         }
         if not hits and strict:
-            names = ", ".join(n for n, _ in stages)
+            names = [n for n, _ in stages]
             raise TraceError(
                 f"layer selector {sel!r} matches no stage; expected a name, a kind "
-                f"({', '.join(STAGE_KINDS)}) or a glob; stages are: {names}"
+                f"({', '.join(STAGE_KINDS)}) or a glob; "
+                f"{nearest_names(sel, names, also=STAGE_KINDS)}"
             )
         keep |= hits
     return keep

@@ -16,7 +16,7 @@ import numpy as np
 from convlens.errors import CaptureError, ModelError
 from convlens.images import as_batch
 from convlens.preprocess import Preprocess
-from convlens.trace import LazyStages, Stage, Trace
+from convlens.trace import STAGE_KINDS, LazyStages, Stage, Trace, nearest_names
 from convlens.capture.adapters import adapter_for
 from convlens.capture.options import Store, StoreDtype, Weights, check_options
 
@@ -170,8 +170,9 @@ class _Selector:
     def check(self) -> None:
         missing = [s for s in self.selectors if s not in self.matched]
         if missing:
-            names = ", ".join(n for n, _ in self.seen if n != "output")
+            names = [n for n, _ in self.seen if n != "output"]
             raise CaptureError(
                 f"layer selector {missing[0]!r} matches no stage; expected a stage name, a kind "
-                f"(conv, norm, activation, pool, dense...) or a glob; stages are: {names}"
+                f"(conv, norm, activation, pool, dense...) or a glob; "
+                f"{nearest_names(missing[0], names, also=STAGE_KINDS)}"
             )

@@ -46,7 +46,8 @@ _EXAMPLES = {
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     add_network(p, required=False)
-    p.add_argument("--image", help="image file for --model/--net (default: the cat)")
+    p.add_argument("--image", help="image file for --model/--net (default: the cat); with a "
+                   "spec, it sizes the input (unless --input-shape) and receptive-field draws on it")
 
 
 def _out(p: argparse.ArgumentParser) -> None:
@@ -168,11 +169,14 @@ def _need_stage(args, trace, kinds: tuple[str, ...]) -> str:
     if args.stage:
         return args.stage
     names = [s.name for s in trace.stages if s.kind in kinds]
+    listed = ", ".join(names) if len(names) <= 8 else (
+        f"{', '.join(names[:4])} ... {names[-1]} ({len(names)} in all)")
     raise RenderError(f"--stage is needed with --model/--net; {'/'.join(kinds)} stages are: "
-                      f"{', '.join(names) or '(none)'}")
+                      f"{listed or '(none)'}")
 
 
 def _source(args):
+    """``(network, input shape or None)``: a Trace for --model/--net, else the spec."""
     trace = _trace(args)
     if trace is not None:
         return trace, None
@@ -186,7 +190,22 @@ def _source(args):
             shape = ()
         if len(shape) != 3:
             raise RenderError(f"--input-shape must be C,H,W such as 3,224,224; got {args.input_shape!r}")
+    elif args.image and not _is_reference(args.spec):  # a spec string sized by the image
+        h, w = _user_image(args).shape[:2]
+        shape = (3, h, w)
     return args.spec, shape
+
+
+def _is_reference(spec: str) -> bool:
+    from convlens.explain.layers import REFERENCE_SPECS
+
+    return spec.strip().lower().replace("-", "").replace("_", "") in REFERENCE_SPECS
+
+
+def _user_image(args) -> np.ndarray:
+    from convlens.images import load_image
+
+    return load_image(args.image)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -237,7 +256,10 @@ def run(args: argparse.Namespace) -> int:
     elif what == "receptive-field":
         src, shape = _source(args)
         stage = args.stage or _last_windowed(src, shape)
-        fig = receptive.receptive_field_figure(src, stage, _pos(args.at), in_shape=shape)
+        # a spec with --image: the field drawn on the user's picture (a Trace has its own)
+        picture = _user_image(args) if args.image and isinstance(src, str) else None
+        fig = receptive.receptive_field_figure(src, stage, _pos(args.at), image=picture,
+                                               in_shape=shape)
         written.append(fig.save(out / f"receptive_field_{stage}.png"))
         written.append(receptive.receptive_field_growth_figure(src, shape, title=_title(src))
                        .save(out / "receptive_field_growth.png"))

@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image
 
 from convlens.errors import RenderError
+from convlens.images import resize
 from convlens.render.figure import Figure
-from convlens.trace import Trace
+from convlens.trace import Trace, nearest_names
 from convlens.explain.canvas import Canvas, text_width
 from convlens.explain.grid import PALETTE, fmt
 from convlens.explain.layers import LayerInfo, Source, layer_infos, shape_of
@@ -88,7 +89,8 @@ def _target(infos: list[LayerInfo], stage: int | str) -> int:
     for info in infos:
         if info.name == stage:
             return info.position
-    raise RenderError(f"no stage named {stage!r}; stages are: {', '.join(i.name for i in infos)}")
+    raise RenderError(f"no stage named {stage!r}; "
+                      f"{nearest_names(stage, [i.name for i in infos])}")
 
 
 def _back_mask(info: LayerInfo, m: np.ndarray) -> np.ndarray:
@@ -290,9 +292,24 @@ def receptive_field_growth(
     return out
 
 
-def _display_image(source: Source, image: int | np.ndarray | None, hw: tuple[int, int]) -> np.ndarray:
+def _display_image(source: Source, image: int | np.ndarray | None,
+                   hw: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """``(the (h, w, 3) picture under the field, a note on where it came from)``."""
+    note = ""
     if isinstance(image, np.ndarray):
         pic = np.asarray(image, dtype=np.float64)
+        if pic.ndim not in (2, 3) or (pic.ndim == 3 and pic.shape[-1] not in (1, 3, 4)):
+            raise RenderError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); "
+                              f"got shape {pic.shape}")
+        if pic.shape[:2] != hw:  # the user's picture, at the network's input size
+            ph, pw = pic.shape[:2]
+            # the centre crop of the input's aspect ratio, so nothing is squashed
+            ch, cw = min(ph, round(pw * hw[0] / hw[1])), min(pw, round(ph * hw[1] / hw[0]))
+            t, l = (ph - ch) // 2, (pw - cw) // 2
+            crop = "" if (ch, cw) == (ph, pw) else f", its centre {ch}x{cw} cut out,"
+            note = f"your image ({ph}x{pw}){crop} resized to the network input ({hw[0]}x{hw[1]})"
+            pic = np.asarray(resize(pic[t:t + ch, l:l + cw].astype(np.float32), hw),
+                             dtype=np.float64)
     elif isinstance(source, Trace):
         i = image or 0
         if source.input.shape[1:3] == hw:
@@ -300,16 +317,16 @@ def _display_image(source: Source, image: int | np.ndarray | None, hw: tuple[int
         else:  # what the model saw, rescaled to [0, 1]
             x = np.moveaxis(np.asarray(source.model_input[i], dtype=np.float64), 0, -1)
             pic = (x - x.min()) / (np.ptp(x) or 1.0)
+            note = "the preprocessed input the network saw, rescaled to [0, 1]"
     else:
         yy, xx = np.mgrid[0:hw[0], 0:hw[1]]
         pic = np.where(((yy // 8 + xx // 8) % 2)[..., None] == 0, 0.93, 0.86) * np.ones(3)
+        note = "no image given: a checkerboard stands in for the input"
     if pic.ndim == 2:
         pic = pic[..., None]
     if pic.shape[-1] == 1:
         pic = np.repeat(pic, 3, axis=-1)
-    if pic.shape[:2] != hw:
-        raise RenderError(f"the image is {pic.shape[0]}x{pic.shape[1]}; the network input is {hw[0]}x{hw[1]}")
-    return np.clip(pic[..., :3], 0, 1)
+    return np.clip(pic[..., :3], 0, 1), note
 
 
 def receptive_field_figure(
@@ -321,7 +338,7 @@ def receptive_field_figure(
     clipped box solid red, the full (unclipped, into the padding) box dashed."""
     rf = receptive_field(source, stage, position, in_shape)
     h, w = rf.mask.shape
-    pic = _display_image(source, image, (h, w))
+    pic, note = _display_image(source, image, (h, w))
     shown = np.where(rf.mask[..., None], pic, 0.3 * pic + 0.7)
     scale = size / max(h, w)
     im = Image.fromarray(np.round(shown * 255).astype(np.uint8))
@@ -331,7 +348,8 @@ def receptive_field_figure(
     (cr, cc) = rf.clipped
     zoom = (cr[1] - cr[0] + 1) * 4 <= h and (cc[1] - cc[0] + 1) * 4 <= w and rf.mask.any()
     inset = 240 if zoom else 0
-    cv = Canvas(sw + 2 * pad + 2 * m + (inset + 24 if zoom else 0), top + sh + 2 * pad + 92)
+    cv = Canvas(sw + 2 * pad + 2 * m + (inset + 24 if zoom else 0),
+                top + sh + 2 * pad + 92 + (20 if note else 0))
     _, infos = layer_infos(source, in_shape)
     info = infos[_target(infos, stage)]
     where = f" at ({rf.position[0]}, {rf.position[1]})" if rf.position is not None else " (every unit)"
@@ -373,6 +391,8 @@ def receptive_field_figure(
             f"{int(rf.mask.sum()):,} pixels can influence it", 13, PALETTE["ink"])
     cv.text(m, y + 40, f"neighbouring outputs are {rf.jump[0]}x{rf.jump[1]} input pixels apart "
             "(product of the strides)", 12, PALETTE["muted"])
+    if note:
+        cv.text(m, y + 60, note, 12, PALETTE["muted"])
     return cv.to_figure({"explanation": "receptive_field", "stage": info.name,
                          "position": rf.position, "rows": rf.rows, "cols": rf.cols,
                          "size": rf.size, "jump": rf.jump, "pixels": int(rf.mask.sum())})

@@ -24,6 +24,7 @@ framework.  This module imports neither torch nor keras.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, replace
 from typing import Literal, Union
@@ -48,6 +49,14 @@ ACTIVATION_NAMES: dict[str, str] = {
     "leakyrelu": "leaky_relu", "leaky_relu": "leaky_relu", "softmax": "softmax",
 }
 _LAYER_WORDS = ("conv", "maxpool", "avgpool", "flatten", "dense") + tuple(ACTIVATION_NAMES)
+
+
+def _near(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``"; did you mean 'relu'?"`` for the nearest of ``choices``, or ``""``."""
+    near = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=3, cutoff=0.5)
+    ratio = [difflib.SequenceMatcher(None, word, c).ratio() for c in near]
+    near = [c for c, r in zip(near, ratio) if r >= ratio[0] - 0.1]  # the close ones only
+    return f"; did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
 
 
 @dataclass(frozen=True)
@@ -295,6 +304,9 @@ def _size(v: str, what: str, word: str, minimum: int = 1) -> tuple[int, int]:
 def _padding(v: str, word: str) -> PadSpec:
     if v.lower() in ("valid", "same"):
         return v.lower()  # type: ignore[return-value]
+    if re.search(r"[a-wyz]", v.lower()):
+        raise SpecError(f"{word}: padding must be valid, same, N or NxM; got {v!r}"
+                        f"{_near(v.lower(), ('valid', 'same'))}")
     return _size(v, "padding", word, minimum=0)
 
 
@@ -310,7 +322,8 @@ def _check_kw(word: str, kw: dict[str, str], allowed: tuple[str, ...]) -> None:
     for k in kw:
         if k not in allowed:
             raise SpecError(
-                f"{word}: unknown argument {k!r}; expected one of {', '.join(allowed) or '(none)'}"
+                f"{word}: unknown argument {k!r}; expected one of "
+                f"{', '.join(allowed) or '(none)'}{_near(k, allowed)}"
             )
 
 
@@ -375,4 +388,5 @@ def _make_layer(word: str, parsed: tuple[list[str], dict[str, str]]) -> Layer:
         return Act(function=fn, alpha=a)
     raise SpecError(
         f"unknown layer {word!r}; expected one of {', '.join(sorted(set(_LAYER_WORDS)))}"
+        f"{_near(word, _LAYER_WORDS)}"
     )
