@@ -78,6 +78,8 @@ def load_model(source: str | Path, backend: str = "torch", *,
         raise ModelError(f"--weights {weights} goes with --model MODULE:CALLABLE (the code that "
                          f"builds the model); got --model {text}")
     if trust_model_code and _is_pickled(Path(text)):
+        if zipfile.is_zipfile(text):  # torch.save writes a zip: checked like the others
+            check_archive(text, "PyTorch")
         return LoadedModel(load_pickled(Path(text)), Path(text).name)
     if text.startswith("zoo:"):
         from convlens.nets import zoo
