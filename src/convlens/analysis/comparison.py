@@ -24,7 +24,7 @@ from convlens.errors import RenderError
 from convlens.images import as_batch
 from convlens.render.figure import Figure
 from convlens.render.layout import Block, hstack, pad, vstack
-from convlens.render.panel import MIN_TILE, finish, input_panel, stage_panel
+from convlens.render.panel import MIN_TILE, finish, network_input_panel, short_titles, stage_panel
 from convlens.render.predictionsview import predictions_panel
 from convlens.render.resolve import check_image, check_int, check_options
 from convlens.render.text import INK, LABEL, MUTED, SMALL, TITLE, fmt, text_image, wrap_text
@@ -168,13 +168,17 @@ def compare(
     width = max(tile_px, 120)
     grid: list[list[Block]] = [[Block(text_image(f"A: {la}", TITLE, INK)),
                                 Block(text_image(f"B: {lb}", TITLE, INK))]]
-    grid.append([input_panel(trace_a.input, image_a, tile_px),
-                 input_panel(trace_b.input, image_b, tile_px)])
+    # the inputs as the networks saw them (LeNet: 32x32, greyscale, inverted)
+    grid.append([network_input_panel(trace_a, image_a, tile_px),
+                 network_input_panel(trace_b, image_b, tile_px)])
     records = []
+    titles = short_titles([s.name for s, _ in pairs], width)
     for sa, sb in pairs:
         rng = _row_range(sa, sb, image_a, image_b)
-        pa = stage_panel(sa, image_a, "global", tile_px, max_channels, cmap, rng, ROW_RANGE)
-        pb = stage_panel(sb, image_b, "global", tile_px, max_channels, cmap, rng, ROW_RANGE)
+        pa = stage_panel(sa, image_a, "global", tile_px, max_channels, cmap, rng, ROW_RANGE,
+                         title=titles[sa.name])
+        pb = stage_panel(sb, image_b, "global", tile_px, max_channels, cmap, rng, ROW_RANGE,
+                         title=titles[sa.name])
         note = [f"row range {fmt(rng[0])} ... {fmt(rng[1])}" if rng else "no finite values"]
         for tag, st, i in (("A", sa, image_a), ("B", sb, image_b)):
             own = _image_range(st, i)

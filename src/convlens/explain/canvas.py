@@ -251,9 +251,14 @@ class Animation:
         return path
 
     def save_frames(self, folder: str | Path, prefix: str = "frame") -> list[Path]:
-        """Write every frame as ``prefix_000.png``... in ``folder``; returns the paths."""
+        """Write every frame as ``prefix_001.png``... in ``folder``; returns the paths.
+
+        Numbered from 1 like the "step 1 of N" each frame shows (conv and pool alike),
+        zero-padded (at least 3 digits) so the files sort in step order."""
         folder = Path(folder)
-        return [save_png(im, folder / f"{prefix}_{i:03d}.png") for i, im in enumerate(self.frames)]
+        width = max(3, len(str(len(self))))
+        return [save_png(im, folder / f"{prefix}_{i:0{width}d}.png")
+                for i, im in enumerate(self.frames, start=1)]
 
     def to_svg(self, i: int = -1) -> str:
         """Frame ``i`` as SVG text."""

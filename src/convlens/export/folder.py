@@ -82,20 +82,24 @@ def to_folder(trace: Trace, folder: str | Path) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     b = trace.batch_size
-    suffix = (lambda i: f"_{i}" if i else "") if b > 1 else (lambda i: "")
+    img_width = len(str(b - 1))  # zero-padded: files sort in image order
+    suffix = (lambda i: f"_{i:0{img_width}d}" if i else "") if b > 1 else (lambda i: "")
     inputs = []
     for i in range(b):
         name = f"input{suffix(i)}.png"
         save_png(Image.fromarray(_quantise(trace.input[i], 0.0, 1.0)), out / name)
         inputs.append(name)
     records = []
+    # zero-padded so the files sort in stage order (and image order within a stage)
+    width = max(3, len(str(len(trace) - 1)))
     for s in trace.stages:
         x = np.asarray(s.output)
         cols = math.ceil(math.sqrt(s.channels)) if s.is_spatial else 1
         files, scales = [], []
         for i in range(b):
             mosaic, sc = _stage_image(x[i], cols)
-            name = f"{s.index:03d}_{_safe(s.name)}{'_img' + str(i) if b > 1 else ''}.png"
+            img = f"_img{i:0{img_width}d}" if b > 1 else ""
+            name = f"{s.index:0{width}d}_{_safe(s.name)}{img}.png"
             save_png(Image.fromarray(mosaic), out / name)
             files.append(name)
             scales.append(sc)

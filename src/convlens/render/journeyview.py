@@ -18,7 +18,7 @@ from convlens.render.colormaps import CmapName
 from convlens.render.figure import Figure
 from convlens.render.graphlayout import GraphLayout, Geometry, block_ranges, layout_graph, place, restrict, stage_graph
 from convlens.render.layout import Block, Placed, draw, hstack, place_pad, place_v, vstack
-from convlens.render.panel import MIN_TILE, finish, input_panel, stage_panel
+from convlens.render.panel import MIN_TILE, finish, input_panel, network_input_panel, short_titles, stage_panel
 from convlens.render.predictionsview import predictions_panel
 from convlens.render.resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
 from convlens.render.scale import NORM_LABELS, Norm
@@ -167,10 +167,13 @@ def journey(
 
     bands: list[Block | Image.Image | Placed] = []
     drawn_bands: list[tuple[Placed, Geometry]] = []
+    # titles cut to the panel keep their distinguishing tail and differ from each other
+    titles = short_titles([s.name for s in stages], max(tile_px, 120))
     for i in chosen:
-        panels: list[Block] = [input_panel(trace.input, i, tile_px)]
+        # the input as the network saw it (resized, greyscale, inverted...): LeNet's 32x32
+        panels: list[Block] = [network_input_panel(trace, i, tile_px)]
         for node, s in zip(lay.nodes[1:], stages):
-            p = stage_panel(s, i, norm, tile_px, max_channels, cmap, vrange)
+            p = stage_panel(s, i, norm, tile_px, max_channels, cmap, vrange, title=titles[s.name])
             if node.block:
                 label = [text_image(f"block {node.name}", TITLE, _BLOCK, width=p.width),
                          text_image(f"{len(node.members)} stages, output shown", LABEL, _BLOCK,
