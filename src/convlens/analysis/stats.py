@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from convlens.errors import TraceError
-from convlens.trace import Stage, Trace
+from convlens.trace import Stage, Trace, nearest_names
 
 __all__ = ["COLUMNS", "StatsTable", "stage_stats", "trace_stats"]
 
@@ -110,8 +110,8 @@ class StatsTable:
             for r in self.rows:
                 if r["name"] == key:
                     return r
-            raise TraceError(f"no stage named {key!r} in the statistics; stages are: "
-                             f"{', '.join(r['name'] for r in self.rows) or '(none)'}")
+            raise TraceError(f"no stage named {key!r} in the statistics; "
+                             f"{nearest_names(key, [r['name'] for r in self.rows])}")
         return self.rows[key]
 
     def column(self, name: str) -> list[Any]:

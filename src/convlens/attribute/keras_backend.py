@@ -22,6 +22,7 @@ import numpy as np
 from convlens.capture.keras import _channels_last, _leaves, run_pass
 from convlens.capture.keras import _first_tensor as _first
 from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.trace import nearest_names
 from convlens.nets.keras_backend import import_keras
 from convlens.attribute.base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
@@ -142,8 +143,8 @@ class KerasBackend(Backend):
             obj_t, lay = tensors[target]
             obj_name = target
         else:
-            raise ModelError(f"no stage named {target!r} in {self.name}; stages are: "
-                             f"{', '.join(s.name for s in stages)}")
+            raise ModelError(f"no stage named {target!r} in {self.name}; "
+                             f"{nearest_names(target, [s.name for s in stages])}")
         value = numpy(obj_t, lay)
         seed = np.asarray(objective[1](value), dtype=np.float32)
         seed_t = torch.from_numpy(np.ascontiguousarray(lay.from_cf(seed))).to(

@@ -34,6 +34,7 @@ from convlens.render.layout import grid_layout, vstack
 from convlens.render.panel import finish, header
 from convlens.render.text import fmt
 from convlens.render.tiles import photo_pixels, tile
+from convlens.trace import nearest_names
 from convlens.attribute.base import LOGITS, Subject, channel_seed, subject
 from convlens.attribute.imageparam import (
     Adam, Affine, FourierImage, blur_penalty, pointwise, pointwise_adjoint, tv_penalty,
@@ -99,7 +100,7 @@ def _input_stage(sub: Subject, stage: str, chw: tuple[int, int, int]) -> str | N
     stages = sub.backend.stages(np.zeros((1, *chw), np.float32))
     names = [s.name for s in stages]
     if stage not in names:
-        raise ModelError(f"no stage named {stage!r} in {sub.name}; stages are: {', '.join(names)}")
+        raise ModelError(f"no stage named {stage!r} in {sub.name}; {nearest_names(stage, names)}")
     i = names.index(stage)
     s = stages[i]
     if i == 0 or s.kind != "activation" or s.function not in _MONOTONE:

@@ -24,6 +24,7 @@ from convlens.capture.torch_pass import StopPass, run_pass
 from convlens.capture.torch_pass import first_tensor as _first_tensor
 from convlens.capture.torch_plan import cached_plan, plan_for
 from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.trace import nearest_names
 from convlens.attribute.base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
 __all__ = ["TorchBackend"]
@@ -148,8 +149,8 @@ class TorchBackend(Backend):
         return Pass(stages, values, grads, objective_values, obj_name)
 
     def _missing(self, target: str, stages: list[StageInfo]) -> Pass:
-        raise ModelError(f"no stage named {target!r} in {self.name}; stages are: "
-                         f"{', '.join(s.name for s in stages)}")
+        raise ModelError(f"no stage named {target!r} in {self.name}; "
+                         f"{nearest_names(target, [s.name for s in stages])}")
 
     # -- copies with randomised weights (sanity checks) --------------------------------
     def clone(self) -> "TorchBackend":
