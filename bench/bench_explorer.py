@@ -82,7 +82,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, \
             BackgroundServer(create_app(torch_threads=1)) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        # bypass_csp: wait_for_function evaluates strings, which the page's policy refuses
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, bypass_csp=True)
         t = time.perf_counter()
         page.goto(url)
         page.wait_for_function("window.__convlens && window.__convlens.ready", timeout=60_000)

@@ -135,3 +135,106 @@ def test_a_truncated_torchscript_file_says_so(tmp_path):
     with pytest.raises(ModelError, match="cut.pt: cannot load this TorchScript model: the "
                                          "file is truncated or corrupt"):
         convlens.load_model(tmp_path / "cut.pt")
+
+
+# -- security headers and meta --------------------------------------------------------
+from convlens.report import security  # noqa: E402
+
+
+def test_page_policy_hashes_the_style_block_and_names_no_source():
+    doc = "<html><head><meta charset='utf-8'><style>b{color:red}</style></head><body></body>"
+    digest = "'sha256-" + __import__("base64").b64encode(
+        __import__("hashlib").sha256(b"b{color:red}").digest()).decode() + "'"
+    assert security.style_hash("b{color:red}") == digest
+    assert security.page_policy(doc) == (
+        "default-src 'none'; base-uri 'none'; form-action 'none'; img-src 'self' data:; "
+        f"style-src {digest}; frame-ancestors 'none'")
+    with_attr = doc.replace("<body>", "<body><span class='x' style='width:3px'>")
+    assert security.page_policy(with_attr).endswith(
+        f"style-src {digest}; style-src-attr 'unsafe-inline'; frame-ancestors 'none'")
+    hardened = security.harden_html(doc)
+    assert hardened.startswith(
+        "<html><head><meta charset='utf-8'><meta http-equiv=\"Content-Security-Policy\" "
+        "content=\"default-src 'none'; base-uri 'none'; form-action 'none'; img-src 'self' "
+        f"data:; style-src {digest}\"><meta name=\"referrer\" content=\"no-referrer\"><style>")
+    for policy in (security.EXPLORER_POLICY, security.API_POLICY, security.page_policy(doc)):
+        assert "http" not in policy and "*" not in policy and "unsafe-eval" not in policy
+        assert policy.startswith("default-src 'none';") and "frame-ancestors 'none'" in policy
+
+
+def test_every_written_page_carries_the_meta(tmp_path):
+    from convlens.demo.report import write_demo_report
+    from convlens.demo.tutorial import _html
+    from convlens.report import write_report
+
+    trace = convlens.make_trace(convlens.cat()[:24, :24], net="conv(2, 3x3) relu")
+    pages = [write_report(trace, tmp_path / "r.html").read_text(),
+             write_demo_report(tmp_path, [("S", [{"title": "t"}])]).read_text(),
+             _html([("S", [dict(n=1, title="t", spec=None, result="a.png", note="n")])],
+                   "torch", 0)]
+    for doc in pages:
+        head = doc[:doc.index("<title>")]
+        assert head.count('<meta http-equiv="Content-Security-Policy"') == 1
+        assert '<meta name="referrer" content="no-referrer">' in head
+        policy = head.split('content="')[1].split('"')[0]
+        assert policy == security.page_policy(doc).replace("; frame-ancestors 'none'", "")
+
+
+fastapi = pytest.importorskip("fastapi")
+
+
+def test_every_server_response_carries_the_headers():
+    from fastapi.testclient import TestClient
+    from convlens.server import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        tid_frame = c.post("/api/traces", json={"image": "digit-3", "model": "toy",
+                                                "spec": "conv(2, 3x3) relu", "seed": 0})
+        from convlens.server.encode import unpack
+        tid = unpack(tid_frame.content)[0]["trace"]["id"]
+        responses = {
+            "page": c.get("/"), "module": c.get("/static/app.js"), "info": c.get("/api/info"),
+            "frame": tid_frame, "png": c.get(f"/api/traces/{tid}/stages/0/png"),
+            "svg": c.get(f"/api/traces/{tid}/architecture.svg"),
+            "404": c.get("/api/traces/t999"), "422": c.post("/api/traces", json={"seed": "x"}),
+            "docs": c.get("/docs"), "report": c.get(f"/api/traces/{tid}/report.html"),
+        }
+    assert responses["docs"].status_code == 404  # Swagger UI loads scripts from a CDN
+    assert responses["422"].status_code == 422 and responses["404"].status_code == 404
+    for name, r in responses.items():
+        for k, v in security.HEADERS.items():
+            assert r.headers[k] == v, name
+        assert r.headers.get_list("content-security-policy") == [
+            security.EXPLORER_POLICY if name == "page" else security.page_policy(r.text)
+            if name == "report" else security.API_POLICY], name
+    assert "script-src 'self'" in security.EXPLORER_POLICY
+    assert '<meta http-equiv="Content-Security-Policy"' in responses["report"].text
+
+
+def test_a_demo_index_opens_under_its_policy_in_chromium(tmp_path):
+    """Pictures next to the page ('self' on file://) and its <style> (by hash) load; an
+    inline script and a picture from elsewhere are refused."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from browser_csp import WATCH_CSP
+    from convlens.demo.tutorial import _html
+
+    Image.new("RGB", (4, 3), (10, 200, 30)).save(tmp_path / "01.png")
+    doc = _html([("S", [dict(n=1, title="t", spec="conv(1, 3x3)", shape="2x2x1", note="n",
+                             result="01.png", journey="01.png")])], "torch", 0)
+    (tmp_path / "index.html").write_text(doc.replace(
+        "</body>", "<script>window.__ran = 1</script><img src='http://127.0.0.2:9/x.png'>"
+        "</body>"))
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.add_init_script(WATCH_CSP)
+        page.goto((tmp_path / "index.html").as_uri())
+        got = page.evaluate("""async () => {
+            document.querySelectorAll('details').forEach(d => d.open = true);
+            const imgs = [...document.images].slice(0, 2);
+            await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+            return [imgs.map(i => i.naturalWidth), getComputedStyle(document.body).maxWidth,
+                    window.__ran === undefined, window.__csp.slice().sort()]; }""")
+        browser.close()
+    assert got == [[4, 4], "1100px", True, ["CSP: img-src http://127.0.0.2:9/x.png",
+                                              "CSP: script-src-elem inline"]]

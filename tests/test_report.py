@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from browser_csp import WATCH_CSP
 from htmlcheck import Elements, rgb
 from PIL import Image
 
@@ -91,6 +92,10 @@ def test_report_opens_in_chromium_with_every_image_decoded(tmp_path, lenet_trace
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.on("request", lambda r: requests.append(r.url))
+        blocked = []  # the page's Content-Security-Policy <meta> lets everything through
+        page.on("console", lambda m: blocked.append(m.text)
+                if "Content Security Policy" in m.text else None)
+        page.add_init_script(WATCH_CSP)
         page.goto(path.as_uri())
         page.wait_for_load_state("load")
         sizes = page.evaluate("""async () => {
@@ -101,6 +106,10 @@ def test_report_opens_in_chromium_with_every_image_decoded(tmp_path, lenet_trace
             return imgs.map(i => [i.complete, i.naturalWidth, i.naturalHeight]);
         }""")
         title = page.title()
+        blocked += page.evaluate("window.__csp")
+        styled = page.evaluate("""() => [getComputedStyle(document.querySelector(
+            'nav#contents')).position, document.querySelector('.cl-pbar').offsetWidth,
+            document.querySelector('.cl-pbar').getAttribute('style')]""")
         page.click("a[href='#stage-5']")
         assert page.evaluate("location.hash") == "#stage-5"
         browser.close()
@@ -109,6 +118,9 @@ def test_report_opens_in_chromium_with_every_image_decoded(tmp_path, lenet_trace
     assert all(c and w > 0 and h > 0 for c, w, h in sizes)
     assert title == "convlens report: zoo:lenet"
     assert all(u.startswith(("file:", "data:")) for u in requests)
+    assert blocked == []
+    # the <style> block (allowed by its hash) and the bars' style attributes apply
+    assert styled[0] == "sticky" and styled[2] == f"width:{styled[1]}px" and styled[1] > 0
 
 
 def test_cli_report_with_a_toy_network(tmp_path, monkeypatch, capsys):

@@ -15,6 +15,7 @@ pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 import convlens  # noqa: E402
+from browser_csp import WATCH_CSP, wait_js  # noqa: E402
 from convlens import ops  # noqa: E402
 from convlens.pipeline import trace_spec  # noqa: E402
 from convlens.render.scale import Scale  # noqa: E402
@@ -51,10 +52,17 @@ def page(browser, server, tmp_path):
     pg = browser.new_page(viewport={"width": 1280, "height": 800})
     errors = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(server)
-    pg.wait_for_function("window.__convlens && window.__convlens.ready", timeout=60_000)
+    # the Content-Security-Policy header lets everything the page does through
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text
+          else None)
+    pg.add_init_script(WATCH_CSP)
+    response = pg.goto(server)
+    assert "script-src 'self';" in response.headers["content-security-policy"]
+    wait_js(pg, "window.__convlens && window.__convlens.ready", timeout=60_000)
     pg.shot = lambda name: pg.screenshot(path=str(tmp_path / f"{name}.png"))
+    pg.errors = errors
     yield pg
+    errors += pg.evaluate("window.__csp")
     pg.close()
     assert errors == []
 
@@ -64,7 +72,7 @@ def renders(pg):
 
 
 def wait_render(pg, n):
-    pg.wait_for_function(f"window.__convlens.renders.length > {n}", timeout=30_000)
+    wait_js(pg, f"window.__convlens.renders.length > {n}", timeout=30_000)
 
 
 def canvas_pixels(pg, selector):
@@ -105,6 +113,26 @@ def test_page_shows_the_cats_journey(page):
     page.shot("journey")
 
 
+def test_the_policy_allows_the_dialog_and_refuses_inline_scripts(page):
+    page.locator("#arch-btn").click()  # a same-origin SVG in an <img>
+    wait_js(page, "(i => i && i.complete && i.naturalWidth > 0)"
+                           "(document.querySelector('#arch-body img'))")
+    page.locator("#arch-dialog button").click()  # <form method=dialog> under form-action
+    wait_js(page, "!document.querySelector('#arch-dialog').open")
+    assert page.evaluate("window.__csp") == []
+    # what the page never does is refused: the watcher sees it (then forget it)
+    page.evaluate("""() => { const s = document.createElement('script');
+        s.textContent = 'window.__ran = 1'; document.body.append(s);
+        const i = new Image(); i.src = 'http://127.0.0.2:9/x.png'; }""")
+    wait_js(page, "window.__csp.length == 2")
+    assert sorted(page.evaluate("window.__csp.splice(0)")) == [
+        "CSP: img-src http://127.0.0.2:9/x.png", "CSP: script-src-elem inline"]
+    assert page.evaluate("window.__ran") is None
+    page.wait_for_timeout(200)  # the two console lines that go with them
+    assert len(page.errors) == 2 and all("Content Security Policy" in e for e in page.errors)
+    page.errors.clear()
+
+
 def test_changing_the_kernel_size_changes_the_stage_images(page):
     before = canvas_pixels(page, ".stage-item[data-position='0'] canvas")
     n = renders(page)
@@ -121,7 +149,7 @@ def test_changing_the_kernel_size_changes_the_stage_images(page):
 def test_clicking_a_stage_and_a_channel_opens_them(page):
     stage_item(page, "maxpool1").click()
     assert page.locator("#stage-title").inner_text() == "maxpool1 · pool · 99x149x3"
-    page.wait_for_function("document.querySelectorAll('#grid .tile[data-painted]').length == 3")
+    wait_js(page, "document.querySelectorAll('#grid .tile[data-painted]').length == 3")
     page.locator("#grid .tile").nth(2).click()
     page.wait_for_selector("#arithmetic[data-stage='maxpool1'][data-channel='2'] #arith-value")
     assert page.locator("#channel-title").inner_text().startswith("maxpool1 · channel 2 of 3")
@@ -146,7 +174,7 @@ def _hover(page, row, col):
     before = page.locator("#channel-canvas").get_attribute("aria-valuetext")
     page.mouse.move(box["x"] + (col + 0.5) * box["width"] / w,
                     box["y"] + (row + 0.5) * box["height"] / h)
-    page.wait_for_function("""before => {
+    wait_js(page, """before => {
         const c = document.querySelector('#channel-canvas');
         const a = document.querySelector('#arithmetic');
         const now = c.getAttribute('aria-valuetext');
@@ -175,7 +203,7 @@ def test_hovering_shows_the_arithmetic_that_convlens_ops_computes(page):
     # the arrow keys move the probe one value at a time
     page.locator("#channel-canvas").focus()
     page.keyboard.press("ArrowDown")
-    page.wait_for_function(f"document.querySelector('#arithmetic').dataset.row == '{r + 1}'")
+    wait_js(page, f"document.querySelector('#arithmetic').dataset.row == '{r + 1}'")
     assert float(page.locator("#arith-value").get_attribute("data-value")) == \
         ops.conv2d_at(x, w, b, 1, r + 1, c)["value"]
     page.shot("conv-arithmetic")

@@ -298,6 +298,7 @@ def test_browser_clicks_from_a_merge_to_each_input(trace, tmp_path):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium "
                     "(apt-get install -y chromium)", pytrace=False)
     from convlens.server.background import BackgroundServer
+    from browser_csp import WATCH_CSP, wait_js
 
     errors = []
     app = create_app(traces={"branches": trace})
@@ -306,8 +307,9 @@ def test_browser_clicks_from_a_merge_to_each_input(trace, tmp_path):
         try:
             pg = browser.new_page(viewport={"width": 1280, "height": 800})
             pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.add_init_script(WATCH_CSP)
             pg.goto(url)
-            pg.wait_for_function("window.__convlens && window.__convlens.ready", timeout=60_000)
+            wait_js(pg, "window.__convlens && window.__convlens.ready", timeout=60_000)
             title = pg.locator("#stage-title")
             item = lambda pos: pg.locator(f".stage-item[data-position='{pos}']")  # noqa: E731
             # the journey marks merges with their inputs and branches with theirs
@@ -330,7 +332,7 @@ def test_browser_clicks_from_a_merge_to_each_input(trace, tmp_path):
                 back.click()
                 assert title.inner_text().startswith("add3 · merge")
             # the arithmetic of one value: every operand with its value
-            pg.wait_for_function("document.querySelectorAll('#grid .tile[data-painted]').length == 4")
+            wait_js(pg, "document.querySelectorAll('#grid .tile[data-painted]').length == 4")
             pg.locator("#grid .tile").nth(2).click()
             pg.wait_for_selector("#arithmetic[data-stage='add3'][data-channel='2'] #arith-value")
             r = int(pg.locator("#arithmetic").get_attribute("data-row"))
@@ -358,6 +360,7 @@ def test_browser_clicks_from_a_merge_to_each_input(trace, tmp_path):
             assert title.inner_text() == f"{HOSTILE} · other · 6x7x4"
             assert pg.evaluate("window.__xss") is None
             assert pg.locator("img").count() == 0
+            assert pg.evaluate("window.__csp") == []
         finally:
             browser.close()
     assert errors == []

@@ -191,4 +191,5 @@ def _html(sections: list, backend: str, seed: int) -> str:
             parts.append("</figure>")
     parts.append("<p><small>Image: Chelsea the cat, CC0, by Stefan van der Walt "
                  "(scikit-image sample data).</small></p></body></html>")
-    return "\n".join(parts)
+    from convlens.report.security import harden_html  # CSP + referrer <meta> tags
+    return harden_html("\n".join(parts))

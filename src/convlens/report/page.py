@@ -3,7 +3,8 @@
 Sections, in order: input and predictions, architecture (when ``convlens.explain`` can
 draw it), the journey, explanations that apply to this model, layer statistics, then
 one section per stage (description, statistics, channels), with a table of contents
-linking to each.  Every picture is a ``data:`` URI; there is no script and no URL.
+linking to each.  Every picture is a ``data:`` URI; there is no script and no URL, and
+a Content-Security-Policy ``<meta>`` says so to the browser.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from convlens.display.style import CSS
 from convlens.render.resolve import check_images
 from convlens.trace import Trace
 from convlens.report.options import ReportOptions
+from convlens.report.security import harden_html
 from convlens.report.sections import (
     architecture_section, explanations_section, input_section, journey_section,
     stage_id, stage_section, stats_section,
@@ -39,8 +41,9 @@ section.rp-stage{border-top:1px solid #e4e4e4;padding-top:.4em}
 
 
 def page(title: str, nav: str, body: str) -> str:
-    """A complete HTML document: ``nav`` in the sticky side bar, ``body`` in main."""
-    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+    """A complete HTML document: ``nav`` in the sticky side bar, ``body`` in main, with
+    the Content-Security-Policy and referrer ``<meta>`` tags (:mod:`.security`)."""
+    return harden_html("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width,initial-scale=1'>"
             f"<title>{html.escape(title)}</title><style>{CSS}{PAGE_CSS}</style></head>"
             f"<body class='cl'><div class='rp-wrap'><nav id='contents'>{nav}</nav>"

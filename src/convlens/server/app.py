@@ -1,6 +1,7 @@
 """The explorer's FastAPI application: ``create_app()``.
 
-Routes (the schema is served at ``/openapi.json``, the docs at ``/docs``):
+Routes (the schema is served at ``/openapi.json``; no ``/docs``: FastAPI's Swagger page
+loads its scripts from a CDN, which the Content-Security-Policy forbids):
 
 =======================================================  ===================================
 ``GET  /``                                               the page (static ES modules)
@@ -18,7 +19,9 @@ Routes (the schema is served at ``/openapi.json``, the docs at ``/docs``):
 =======================================================  ===================================
 
 Every error is JSON ``{"error": {"status", "type", "message"}}``; no request ever
-names a file on the server.
+names a file on the server.  Every response carries the headers of
+:mod:`convlens.report.security` (a Content-Security-Policy with no outside source,
+``nosniff``, no framing, no referrer).
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from convlens.errors import ConvlensError, ImageError
+from convlens.report import security
 from convlens.trace import Trace
 from convlens.server import compute, features
 from convlens.server.compute import DEFAULT_SPEC
@@ -101,7 +105,8 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     for label, tr in items:
         compute.pin_trace(state, tr, label)
     app = FastAPI(title="convlens explorer", version=__version__,
-                  description="See what a CNN does to an image, stage by stage.")
+                  description="See what a CNN does to an image, stage by stage.",
+                  docs_url=None, redoc_url=None)
     app.state.explorer = state
 
     if allowed_hosts:
@@ -251,9 +256,38 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
         entry = state.trace(tid)
         html = features.report_html(entry.trace)
         return Response(html, media_type="text/html", headers={
-            "Content-Disposition": f'attachment; filename="convlens-{entry.id}.html"'})
+            "Content-Disposition": f'attachment; filename="convlens-{entry.id}.html"',
+            "Content-Security-Policy": security.page_policy(html)})
 
+    app.add_middleware(SecurityHeaders)
     return app
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`~convlens.report.security.HEADERS` and a
+    Content-Security-Policy on every response (the page's, or the API's "nothing"
+    unless a route chose one); a plain ASGI wrapper, cheaper than ``@app.middleware``."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.fixed = [(k.lower().encode(), v.encode()) for k, v in security.HEADERS.items()]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        page = scope.get("path") == "/"
+
+        async def send_secured(message):
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", [])
+                           if h[0].lower() not in {k for k, _ in self.fixed}]
+                if not any(k.lower() == b"content-security-policy" for k, _ in headers):
+                    policy = security.EXPLORER_POLICY if page else security.API_POLICY
+                    headers.append((b"content-security-policy", policy.encode()))
+                message = {**message, "headers": headers + self.fixed}
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
 
 
 def _tid():
