@@ -124,7 +124,7 @@ def test_dict_round_trip():
         assert Preprocess.from_dict(json.loads(json.dumps(d))) == pre
     assert Preprocess.imagenet().to_dict() == {
         "size": [224, 224], "grayscale": False, "invert": False, "scale": 1.0,
-        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bgr": False}
     assert Preprocess.from_dict({"grayscale": True}) == Preprocess(grayscale=True)
 
 

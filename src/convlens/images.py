@@ -142,13 +142,24 @@ def _pil_to_array(im: Image.Image, label: str) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def _decode(im: Image.Image, label: str, limit: int) -> np.ndarray:
-    """Size check first, then decode pixels, apply EXIF orientation, convert."""
+def _decode(im: Image.Image, label: str, limit: int, max_size: int | None = None) -> np.ndarray:
+    """Size check first, then decode pixels (shrunk while decoding when ``max_size`` asks
+    for it), apply EXIF orientation, convert."""
     _check_size(label, im.size, limit)
     try:
+        if max_size is not None and max(im.size) > max_size:
+            k = max_size / max(im.size)
+            im.draft(im.mode, (max(1, int(im.size[0] * k)), max(1, int(im.size[1] * k))))
         im.load()
         oriented = ImageOps.exif_transpose(im)
-        return _pil_to_array(oriented if oriented is not None else im, label)
+        im = oriented if oriented is not None else im
+        if max_size is not None and max(im.size) > max_size:
+            if im.mode not in ("RGB", "RGBA", "L", "LA", "I", "F"):
+                im = im.convert("RGBA" if "A" in im.getbands() or "transparency" in im.info else "RGB")
+            k = max_size / max(im.size)
+            im = im.resize((max(1, round(im.size[0] * k)), max(1, round(im.size[1] * k))),
+                           Image.Resampling.BILINEAR, reducing_gap=3.0)
+        return _pil_to_array(im, label)
     except ImageError:
         raise
     except MemoryError:
@@ -165,7 +176,8 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _open_and_decode(fp: io.IOBase, label: str, limit: int) -> np.ndarray:
+def _open_and_decode(fp: io.IOBase, label: str, limit: int,
+                     max_size: int | None = None) -> np.ndarray:
     """Open an encoded image from a binary file object; Pillow's bomb checks never leak."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -190,10 +202,10 @@ def _open_and_decode(fp: io.IOBase, label: str, limit: int) -> np.ndarray:
                 f"{_FORMATS} — re-export or re-download it"
             ) from None
         with im:
-            return _decode(im, label, limit)
+            return _decode(im, label, limit, max_size)
 
 
-def _load_path(path: Path, label: str, limit: int) -> np.ndarray:
+def _load_path(path: Path, label: str, limit: int, max_size: int | None = None) -> np.ndarray:
     try:
         if path.is_dir():
             raise ImageError(f"{label}: is a directory; expected an image file — "
@@ -202,7 +214,7 @@ def _load_path(path: Path, label: str, limit: int) -> np.ndarray:
             if os.fstat(fh.fileno()).st_size == 0:
                 raise ImageError(f"{label}: file is empty (0 bytes); expected {_FORMATS} — "
                                  "re-export or re-download it")
-            return _open_and_decode(fh, label, limit)
+            return _open_and_decode(fh, label, limit, max_size)
     except FileNotFoundError:
         raise ImageError(f"{label}: no such file; expected the path of an image file — "
                          "check the spelling and the working directory") from None
@@ -264,7 +276,8 @@ def _load_array(arr: np.ndarray, label: str) -> np.ndarray:
 
 # -- public API -----------------------------------------------------------------------------
 def load_image(
-    src: ImageSource, *, max_pixels: int | None = None, name: str | None = None
+    src: ImageSource, *, max_pixels: int | None = None, name: str | None = None,
+    max_size: int | None = None,
 ) -> np.ndarray:
     """Load an image as a float32 RGB array ``(H, W, 3)`` with values in [0, 1].
 
@@ -274,19 +287,25 @@ def load_image(
     float already in [0, 1].  Transparent pixels are composited over white; see the
     module docstring for every conversion.  ``max_pixels`` overrides the decompression
     bomb limit; ``name`` is the label used in error messages (default: the path,
-    ``"<bytes>"``, ``"<array>"`` or ``"<PIL.Image>"``).
+    ``"<bytes>"``, ``"<array>"`` or ``"<PIL.Image>"``).  ``max_size`` shrinks a file whose
+    longer side is larger to that many pixels while decoding (aspect kept; JPEGs are
+    decoded at a reduced scale, so a 24 MP photo never exists at full size in memory).
 
     Raises :class:`~convlens.errors.ImageError` (one line naming the source) for a
     missing, empty, truncated, corrupt or over-large file and for unsupported data.
     """
     limit = _pixel_limit(max_pixels)
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
+                                 or max_size < 1):
+        raise ImageError(f"max_size={max_size!r} is not valid; expected a positive number of "
+                         "pixels, e.g. 1024")
     if isinstance(src, np.ndarray):
         return _load_array(src, name or "<array>")
     if isinstance(src, (bytes, bytearray, memoryview)):
         label = name or "<bytes>"
         if len(src) == 0:
             raise ImageError(f"{label}: no data (0 bytes); expected the bytes of {_FORMATS}")
-        return _open_and_decode(io.BytesIO(bytes(src)), label, limit)
+        return _open_and_decode(io.BytesIO(bytes(src)), label, limit, max_size)
     if isinstance(src, Image.Image):
         label = name or str(getattr(src, "filename", "") or "<PIL.Image>")
         with warnings.catch_warnings():
@@ -299,7 +318,7 @@ def load_image(
         if text.startswith(("http://", "https://")):
             raise ImageError(f"{name or text}: convlens does not download images; expected "
                              "a local file — save the image and pass its path")
-        return _load_path(Path(text), name or text, limit)
+        return _load_path(Path(text), name or text, limit, max_size)
     raise ImageError(
         f"{name or '<input>'}: cannot load an image from a {type(src).__name__}; expected a "
         "path, the bytes of an image file, a NumPy array or a PIL.Image"

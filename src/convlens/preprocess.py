@@ -7,10 +7,16 @@ fixed order, and a step that would change nothing is left out of the list:
 
 1. ``resize``    to ``size = (h, w)`` (bilinear, antialiased; :func:`convlens.images.resize`)
 2. ``grayscale`` ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` -> 1 channel
-3. ``invert``    ``1 - x``
-4. ``scale``     ``x * scale`` (e.g. 255.0 for models trained on 0..255 input)
-5. ``normalize`` ``(x - mean) / std`` per channel, in the units after ``scale``
-6. ``layout``    always last: ``{"op": "layout", "to": "NCHW"}``
+3. ``bgr``       channel order reversed (Caffe-era models read BGR)
+4. ``invert``    ``1 - x``
+5. ``scale``     ``x * scale`` (e.g. 255.0 for models trained on 0..255 input)
+6. ``normalize`` ``(x - mean) / std`` per channel (in the channel order after ``bgr``),
+   in the units after ``scale``
+7. ``layout``    always last: ``{"op": "layout", "to": "NCHW"}``
+
+Named presets (:data:`PRESETS`, :meth:`Preprocess.preset`): ``imagenet`` (mean/std in
+[0, 1]), ``keras-mobilenet`` (-1..1), ``caffe`` (BGR, 0..255, mean subtracted), ``none``.
+:func:`describe_steps` turns the steps a Trace kept into one line for captions.
 
 Arithmetic is done in float64 and the result cast once to float32, so values are exact
 to float32 rounding and do not depend on the order of summation.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from dataclasses import fields as fields_of
 from typing import Any, Mapping
 
 import numpy as np
@@ -26,11 +33,28 @@ import numpy as np
 from convlens.errors import ImageError
 from convlens.images import resize
 
-__all__ = ["Preprocess", "LUMA_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Preprocess", "LUMA_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "SCALES",
+           "describe_steps"]
 
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "imagenet": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
+    "keras-mobilenet": {"scale": 2.0, "mean": (1.0,), "std": (1.0,)},
+    "caffe": {"bgr": True, "scale": 255.0, "mean": CAFFE_MEAN_BGR},
+}
+"""Named preprocessing: the fields each preset sets (the rest keep their defaults)."""
+
+SCALES: dict[str, dict[str, Any]] = {
+    "0..1": {"scale": 1.0, "mean": None, "std": None},
+    "0..255": {"scale": 255.0, "mean": None, "std": None},
+    "-1..1": {"scale": 2.0, "mean": (1.0,), "std": (1.0,)},
+}
+"""``--scale`` ranges as Preprocess fields: the input range the model was trained on."""
 
 
 def _floats(name: str, value: Any) -> tuple[float, ...] | None:
@@ -63,6 +87,7 @@ class Preprocess:
     scale: float = 1.0
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    bgr: bool = False
 
     def __post_init__(self) -> None:
         size = self.size
@@ -80,11 +105,14 @@ class Preprocess:
                 raise ImageError(f"Preprocess size={self.size!r} is not valid; expected "
                                  "(height, width) as two positive integers, e.g. (224, 224)")
             object.__setattr__(self, "size", (int(size[0]), int(size[1])))  # type: ignore[index]
-        for flag in ("grayscale", "invert"):
+        for flag in ("grayscale", "invert", "bgr"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ImageError(f"Preprocess {flag}={getattr(self, flag)!r} is not valid; "
                                  "expected True or False")
             object.__setattr__(self, flag, bool(getattr(self, flag)))
+        if self.bgr and self.grayscale:
+            raise ImageError("Preprocess bgr=True with grayscale=True is not valid; a grey "
+                             "image has no channel order — drop one of the two")
         scale = self.scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)) \
                 or not math.isfinite(scale) or scale <= 0:
@@ -113,6 +141,23 @@ class Preprocess:
     def imagenet(cls, size: int | tuple[int, int] = 224) -> "Preprocess":
         """The usual ImageNet preprocessing: resize, then mean/std normalisation in [0, 1]."""
         return cls(size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)  # type: ignore[arg-type]
+
+    @classmethod
+    def preset(cls, name: str, **fields: Any) -> "Preprocess":
+        """The named preset (:data:`PRESETS`) with ``fields`` changed."""
+        if name not in PRESETS:
+            import difflib
+
+            near = difflib.get_close_matches(str(name), list(PRESETS), n=2, cutoff=0.5)
+            raise ImageError(f"unknown preprocessing preset {name!r}; expected one of "
+                             f"{', '.join(PRESETS)}"
+                             + (f"; did you mean {' or '.join(near)}?" if near else ""))
+        return cls(**{**PRESETS[name], **fields})
+
+    def replace(self, **fields: Any) -> "Preprocess":
+        """A copy with ``fields`` changed (validated like the constructor)."""
+        return type(self)(**{**{f.name: getattr(self, f.name) for f in fields_of(self)},
+                             **fields})
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict; :meth:`from_dict` turns it back into an equal Preprocess."""
@@ -163,6 +208,9 @@ class Preprocess:
             r, g, b = LUMA_WEIGHTS
             x = (r * x[..., 0] + g * x[..., 1] + b * x[..., 2])[..., None]
             steps.append({"op": "grayscale", "weights": list(LUMA_WEIGHTS)})
+        if self.bgr:
+            x = x[..., ::-1]
+            steps.append({"op": "bgr"})
         if self.invert:
             x = 1.0 - x
             steps.append({"op": "invert"})
@@ -177,3 +225,24 @@ class Preprocess:
         steps.append({"op": "layout", "to": "NCHW"})
         out = np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
         return out, steps
+
+
+def describe_steps(steps: Any) -> str:
+    """One line for a caption: ``resize 300x451 -> 224x224 · normalize mean (0.485, 0.456,
+    0.406) std (0.229, 0.224, 0.225)``; ``"none"`` when nothing but the layout changed."""
+    parts = []
+    for s in steps or []:
+        op = s.get("op")
+        if op == "resize":
+            parts.append(f"resize {s['from'][0]}x{s['from'][1]} -> {s['to'][0]}x{s['to'][1]}")
+        elif op == "normalize":
+            def nums(v: Any) -> str:
+                return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+            parts.append(f"normalize mean {nums(s['mean'])} std {nums(s['std'])}")
+        elif op == "scale":
+            parts.append(f"scale x{s['factor']:g}")
+        elif op in ("grayscale", "invert", "bgr"):
+            parts.append({"grayscale": "greyscale", "invert": "invert", "bgr": "RGB -> BGR"}[op])
+        elif op not in (None, "layout"):
+            parts.append(str(op))
+    return " · ".join(parts) if parts else "none"

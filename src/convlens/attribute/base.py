@@ -145,6 +145,8 @@ class Subject:
     preprocess: Preprocess | None
     class_names: list[str] | None
     name: str
+    preprocess_for: Callable[[Any], Preprocess | None] | None = None
+    """When set, the preprocessing depends on the images (LeNet inverts light digits)."""
 
     @property
     def framework(self) -> str:
@@ -156,7 +158,7 @@ class Subject:
         from convlens.capture import default_preprocess
 
         batch = as_batch(images)
-        pre = self.preprocess
+        pre = self.preprocess_for(batch) if self.preprocess_for is not None else self.preprocess
         if pre is None:
             pre = default_preprocess(getattr(self.backend, "model", None), batch.shape[1:3])
         x, _ = pre.apply(batch)
@@ -174,7 +176,10 @@ def subject(model: Any, preprocess: Preprocess | None = None,
     from convlens.nets.zoo import ZooModel
 
     name = None
+    auto = None
     if isinstance(model, (ZooModel, LoadedModel)):
+        if preprocess is None and getattr(model, "auto_invert", False):
+            auto = model.preprocess_for  # per batch: what predict and run apply
         preprocess = preprocess if preprocess is not None else model.preprocess
         class_names = class_names if class_names is not None else model.class_names
         name = model.name
@@ -184,7 +189,7 @@ def subject(model: Any, preprocess: Preprocess | None = None,
         raise ModelError(f"preprocess must be a convlens.Preprocess; got "
                          f"{type(preprocess).__name__}")
     return Subject(backend, preprocess, list(class_names) if class_names is not None else None,
-                   name or backend.name)
+                   name or backend.name, auto)
 
 
 # -- objectives ----------------------------------------------------------------------

@@ -163,7 +163,7 @@ def sanity(model: Any, images: Any, stage: str | None = None, target: TargetArg 
         raise ModelError(f"{sub.name} has no layers with trainable weights to randomise")
     cuts = sorted({int(round(v)) for v in np.linspace(1, len(cascade), min(steps, len(cascade)))})
     copy = sub.backend.clone()
-    copy_sub = Subject(copy, sub.preprocess, sub.class_names, sub.name)
+    copy_sub = Subject(copy, sub.preprocess, sub.class_names, sub.name, sub.preprocess_for)
     rng = np.random.default_rng(seed)
     done = 0
     out = []

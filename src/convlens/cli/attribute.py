@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.cli.common import FORMATTER, add_network, add_out
+from convlens.cli.common import (
+    FORMATTER, add_images, add_network, add_out, load_batch, model_options, parse_size, preprocess_from_args,
+)
 from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run", "method_choices"]
@@ -47,7 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Attribution maps, activation maximisation and top stimuli, for PyTorch "
                     "and Keras models.", epilog=_EXAMPLES,
         formatter_class=FORMATTER)
-    p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the cat)")
+    add_images(p, nargs="*", help="image files (default: the cat)")
     add_network(p, net=False)
     p.add_argument("--method", choices=method_choices(), default="gradcam",
                    help="%(choices)s (default: %(default)s)")
@@ -57,8 +59,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="class index or name, or one per image comma-separated (default: top class)")
     p.add_argument("--channel", help="maximize / stimuli: channel(s), comma-separated")
     add_out(p, folder=True, required=True)
-    p.add_argument("--size", type=int, help="maximize: image side in pixels (default: the "
-                                            "model's input size)")
     p.add_argument("--steps", type=int, default=128, help="maximize: steps (default: %(default)s)")
     p.add_argument("--samples", type=int, default=25, help="smoothgrad: noisy copies "
                                                            "(default: %(default)s)")
@@ -94,17 +94,22 @@ def run(args: argparse.Namespace) -> int:
     from convlens import attribute as A
     from convlens.images import cat
     from convlens.capture.files import load_model
+    from convlens.pipeline import choose_preprocess
     from convlens.render.figure import save_png
     from convlens.render.tiles import photo_pixels
 
     out = Path(args.out)
-    loaded = load_model(args.model, backend=args.backend)
-    images = list(args.images) if args.images else cat()
+    loaded = load_model(args.model, backend=args.backend, **model_options(args))
+    images = load_batch(args) if args.images else cat()
+    changes = preprocess_from_args(args)
+    # the model's own preprocessing (LeNet: inverted for light digits, as predict and run
+    # do) unless the command line says otherwise
+    pre = choose_preprocess(loaded.preprocess, changes) if changes else None
     out.mkdir(parents=True, exist_ok=True)
     if args.method == "maximize":
         chans = _channels(args.channel, "maximize")
-        res = A.maximize(loaded, args.stage, chans, size=args.size, steps=args.steps,
-                         seed=args.seed)
+        res = A.maximize(loaded, args.stage, chans, size=parse_size(args.size),
+                         steps=args.steps, seed=args.seed, preprocess=pre)
         A.maximize_figure(res).save(out / "maximize.png")
         for k, c in enumerate(res.channels):
             save_png(Image.fromarray(photo_pixels(res.images[k])), out / f"maximize_{c}.png")
@@ -118,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConvlensError("--method stimuli needs --stage and --channel")
         chans = _channels(args.channel, "stimuli")
         for c in chans:
-            ts = A.top_stimuli(loaded, images, args.stage, c, k=args.top)
+            ts = A.top_stimuli(loaded, images, args.stage, c, k=args.top, preprocess=pre)
             A.stimuli_figure(ts).save(out / f"stimuli_{c}.png")
             for n, s in enumerate(ts.items, 1):
                 print(f"channel {c} #{n}: image {s.image} at {s.position} value {s.value:.4g} "
@@ -128,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     target = _targets(args.target)
     method = A.method_named(args.method, "cam", "gradient")
     given = {"noise": args.noise, "samples": args.samples, "seed": args.seed}
-    attr = method.function(loaded, images, args.stage, target,
+    attr = method.function(loaded, images, args.stage, target, preprocess=pre,
                            **{k: given[k] for k in method.options})
     stem = args.method.replace("+", "p")
     A.overlay(attr).save(out / f"{stem}.png")
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("running the sanity check (cascading randomisation)...\n")
         method = args.method if method.deterministic else "saliency"
         rep = A.sanity(loaded, images, attr.stage if attr.stage != "input" else None,
-                       attr.targets[0], method=method, seed=args.seed)
+                       attr.targets[0], method=method, seed=args.seed, preprocess=pre)
         A.sanity_figure(rep).save(out / "sanity.png")
         print(rep.summary())
     print(f"wrote {stem}.png, {stem}.npz, {stem}.json{' and sanity.png' if args.sanity else ''} "

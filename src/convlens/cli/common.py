@@ -14,9 +14,9 @@ import re
 import sys
 from typing import Any
 
-from convlens.errors import ConvlensError
+from convlens.errors import ConvlensError, ImageError
 
-__all__ = ["Parser", "add_network", "add_out", "add_layers", "add_images", "parse_size",
+__all__ = ["Parser", "add_network", "add_preprocess", "preprocess_from_args", "model_options", "add_out", "add_layers", "add_images", "parse_size",
            "load_batch", "trace_from_args", "did_you_mean", "FORMATTER"]
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -45,7 +45,7 @@ class Parser(argparse.ArgumentParser):
 
 def add_network(p: argparse.ArgumentParser, *, required: bool = True, net: bool = True,
                 trace: bool = False, model_default: str | None = None, backend: bool = True,
-                seed: bool = True,
+                seed: bool = True, preprocess: bool = True,
                 seed_help: str = "weight seed for --net (default: %(default)s)") -> None:
     """``--model`` (a file or ``zoo:NAME``), ``--net SPEC`` (a toy network), optionally
     ``--trace NPZ``; ``--backend`` and ``--seed``."""
@@ -55,18 +55,79 @@ def add_network(p: argparse.ArgumentParser, *, required: bool = True, net: bool 
     g = p.add_argument_group("the network")
     ex = g.add_mutually_exclusive_group(required=required and model_default is None)
     ex.add_argument("--model", metavar="FILE|zoo:NAME", default=model_default,
-                    help=f"a model file ({files}) or zoo:NAME; see 'convlens models'"
-                         + (" (default: %(default)s)" if model_default else ""))
+                    help=f"a model file ({files}), zoo:NAME, or MODULE:CALLABLE with --weights; "
+                         "see 'convlens models'" + (" (default: %(default)s)" if model_default else ""))
     if net:
         ex.add_argument("--net", metavar="SPEC",
                         help='a toy network with seeded weights, e.g. "conv(3, 3x3) relu maxpool(5)"')
     if trace:
         ex.add_argument("--trace", metavar="NPZ", help="a trace saved by convlens run (trace.npz)")
+    g.add_argument("--weights", metavar="FILE", help="state dict for --model MODULE:CALLABLE "
+                   "(loaded with weights_only=True, strictly)")
+    g.add_argument("--trust-model-code", action="store_true",
+                   help="allow a pickled torch.save(model) file, which runs code from the file")
     if backend:
         g.add_argument("--backend", choices=("torch", "keras"), default="torch",
                        help="framework that builds --net or a zoo model (default: %(default)s)")
     if seed:
         g.add_argument("--seed", type=int, default=0, help=seed_help)
+    if preprocess:
+        add_preprocess(p)
+
+
+def add_preprocess(p: argparse.ArgumentParser) -> None:
+    """How images become the model's input; by default the model's own (a zoo model's,
+    or what its declared input needs).  Printed in the journey caption and the report."""
+    from convlens.preprocess import PRESETS, SCALES
+
+    g = p.add_argument_group("preprocessing (default: the model's own)")
+    g.add_argument("--preprocess", metavar="PRESET", choices=tuple(PRESETS),
+                   help=f"a named preset: {', '.join(PRESETS)} (imagenet: mean/std in 0..1; "
+                        "keras-mobilenet: -1..1; caffe: BGR, 0..255, mean subtracted)")
+    g.add_argument("--size", metavar="HxW", help="resize to HxW (the model's input size)")
+    g.add_argument("--scale", choices=tuple(SCALES), help="the input range the model was "
+                   "trained on")
+    g.add_argument("--mean", metavar="M[,M,M]", help="subtract per channel (after --scale)")
+    g.add_argument("--std", metavar="S[,S,S]", help="divide per channel (after --mean)")
+    g.add_argument("--gray", action="store_true", default=None, help="one grey channel (luma)")
+    g.add_argument("--bgr", action="store_true", default=None, help="reverse the channel order")
+
+
+def _numbers(text: str, flag: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConvlensError(f"{flag} must be numbers separated by commas, like "
+                            f"0.485,0.456,0.406; got {text!r}") from None
+    return values
+
+
+def preprocess_from_args(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The preprocessing changes given on the command line (``None``: the model's own)."""
+    from convlens.preprocess import SCALES
+
+    out: dict[str, Any] = {}
+    if getattr(args, "preprocess", None):
+        out["preset"] = args.preprocess
+    if getattr(args, "scale", None):
+        out.update(SCALES[args.scale])
+    if getattr(args, "size", None):
+        out["size"] = parse_size(args.size)
+    if getattr(args, "mean", None):
+        out["mean"] = _numbers(args.mean, "--mean")
+    if getattr(args, "std", None):
+        out["std"] = _numbers(args.std, "--std")
+    if getattr(args, "gray", None):
+        out["grayscale"] = True
+    if getattr(args, "bgr", None):
+        out["bgr"] = True
+    return out or None
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What :func:`convlens.capture.files.load_model` takes from the command line."""
+    return {"weights": getattr(args, "weights", None),
+            "trust_model_code": bool(getattr(args, "trust_model_code", False))}
 
 
 def add_out(p: argparse.ArgumentParser, *, folder: bool, default: str | None = None,
@@ -87,8 +148,6 @@ def add_layers(p: argparse.ArgumentParser) -> None:
 def add_images(p: argparse.ArgumentParser, *, nargs: str = "+",
                help: str = "image files (PNG, JPEG, ...)") -> None:
     p.add_argument("images", nargs=nargs, metavar="IMAGE", help=help)
-    p.add_argument("--size", metavar="HxW", help="resize every image to HxW (needed when the "
-                   "images' sizes differ)")
     p.add_argument("--max-size", type=int, metavar="PX", default=None,
                    help="shrink larger images so the longer side is PX pixels (aspect kept)")
 
@@ -97,9 +156,13 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]
+        h, w = parts if len(parts) == 2 else (parts[0], parts[0]) if len(parts) == 1 else (0, -1)
+        if w < 0:
+            raise ValueError
     except ValueError:
-        raise ConvlensError(f"--size must look like 224x224; got {text!r}") from None
+        raise ConvlensError(f"--size must look like 224x224 (or 224 for a square); got "
+                            f"{text!r}") from None
     if h < 1 or w < 1:
         raise ConvlensError(f"--size must be positive, like 224x224; got {text!r}")
     return h, w
@@ -114,8 +177,15 @@ def load_batch(args: argparse.Namespace, images: Any = None) -> Any:
     if max_size is not None and max_size < 1:
         raise ConvlensError(f"--max-size {max_size} is not valid; expected a positive number "
                             "of pixels, e.g. 1024")
-    pictures = [shrink(load_image(p), max_size) for p in paths] if max_size else paths
-    return as_batch(pictures, size=parse_size(getattr(args, "size", None)))
+    pictures = [shrink(p, max_size) if hasattr(p, "shape") else load_image(p, max_size=max_size)
+                for p in paths] if max_size else paths
+    size = parse_size(getattr(args, "size", None))
+    try:
+        return as_batch(pictures)
+    except ImageError:
+        if size is None:
+            raise
+        return as_batch(pictures, size=size)  # different sizes: --size makes them one
 
 
 def shrink(image: Any, max_size: int) -> Any:
@@ -129,13 +199,52 @@ def shrink(image: Any, max_size: int) -> Any:
     return resize(image, (max(1, round(h * k)), max(1, round(w * k))))
 
 
-def trace_from_args(args: argparse.Namespace, batch: Any, **extra: Any) -> Any:
-    """Capture ``batch`` through the command line's network (``--model`` or ``--net``)."""
+BIG_PIXELS = 2048 * 2048
+"""Images larger than this (4.2 MP) get a one-line estimate before the capture."""
+PROBE_SIDE = 128
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2 ** 30:.1f} GB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MB"
+
+
+def estimate_bytes(args: argparse.Namespace, batch: Any) -> int | None:
+    """What capturing ``batch`` will hold, measured on a copy shrunk to a 128-pixel side
+    and scaled by the area; ``None`` when the model resizes its input to a fixed size
+    (then the size of the image barely matters)."""
+    b, h, w = batch.shape[:3]
+    probe = shrink(batch[0], PROBE_SIDE)[None]
+    small = _capture(args, probe)
+    ph, pw = probe.shape[1:3]
+    if small.model_input is not None and tuple(small.model_input.shape[2:]) != (ph, pw):
+        return None
+    per = small.nbytes - small.input.nbytes
+    return int(per * (h * w) / (ph * pw) * b + batch.nbytes)
+
+
+def announce_size(args: argparse.Namespace, batch: Any) -> None:
+    """Before heavy work on a big image, say how big and what it will take."""
+    b, h, w = batch.shape[:3]
+    if h * w <= BIG_PIXELS:
+        return
+    total = estimate_bytes(args, batch)
+    if total is None:
+        return
+    side = 1024
+    k = min(1.0, side / max(h, w)) ** 2
+    sys.stderr.write(
+        f"convlens: {b} image{'s' if b > 1 else ''} of {h}x{w} ({h * w / 1e6:.1f} MP): every "
+        f"stage at this size takes about {_gib(total)} in memory (and in trace.npz); "
+        f"--max-size {side} would make it about {_gib(total * k)}\n")
+
+
+def _capture(args: argparse.Namespace, batch: Any, **extra: Any) -> Any:
     from convlens.pipeline import make_trace
 
     return make_trace(batch, net=getattr(args, "net", None), model=getattr(args, "model", None),
                       backend=getattr(args, "backend", "torch"), seed=getattr(args, "seed", 0),
-                      layers=getattr(args, "layers", None), **extra)
+                      layers=getattr(args, "layers", None),
+                      preprocess=preprocess_from_args(args), **model_options(args), **extra)
 
 
 def progress(text: str) -> None:
@@ -156,3 +265,10 @@ def write_text(text: str, out: str | None, what: str) -> int:
     path.write_text(text, encoding="utf-8")
     print(f"wrote {what} to {path}")
     return 0
+
+
+def trace_from_args(args: argparse.Namespace, batch: Any, **extra: Any) -> Any:
+    """Capture ``batch`` through the command line's network (``--model`` or ``--net``),
+    first saying what a big image will take."""
+    announce_size(args, batch)
+    return _capture(args, batch, **extra)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convlens.cli.common import FORMATTER, add_layers, add_network, add_out
+from convlens.cli.common import FORMATTER, add_layers, add_network, add_out, trace_from_args
 from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run"]
@@ -44,7 +44,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from convlens.analysis.comparison import compare, random_vs_trained
     from convlens.images import load_image
-    from convlens.pipeline import make_trace
 
     if len(args.images) > 2:
         raise ConvlensError(f"compare takes one image (random vs trained) or two images; got "
@@ -60,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                  seed=args.seed, layers=args.layers)
         labels = None
     else:
-        a, b = (make_trace(pic, net=args.net, model=args.model, backend=args.backend,
-                           seed=args.seed, layers=args.layers) for pic in pictures)
+        a, b = (trace_from_args(args, pic) for pic in pictures)
         labels = tuple(f"{Path(p).name} ({pic.shape[0]}x{pic.shape[1]})"
                        for p, pic in zip(args.images, pictures))
     fig = compare(a, b, labels=labels, tile=args.tile, top=args.top)

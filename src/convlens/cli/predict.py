@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from convlens.cli.common import FORMATTER, add_network, add_out, write_text
+from convlens.cli.common import FORMATTER, add_network, add_out, model_options, preprocess_from_args, write_text
 from convlens.errors import ModelError
 
 __all__ = ["add_parser", "run"]
@@ -52,33 +52,38 @@ def _labels(path: str | None) -> list[str] | None:
 
 
 def predict_files(images: list[str], model: str, top: int = 5, backend: str = "torch",
-                  labels: list[str] | None = None) -> list[list]:
-    """Per image file, its ``top`` predictions (``Prediction(index, name, probability)``)."""
+                  labels: list[str] | None = None, preprocess: dict | None = None,
+                  **load: object) -> list[list]:
+    """Per image file, its ``top`` predictions (``Prediction(index, name, probability)``),
+    each image with the model's own preprocessing (the same :func:`convlens.pipeline.
+    choose_preprocess` that ``run`` and ``attribute`` apply) unless ``preprocess`` changes it."""
     from convlens.images import load_image
 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ModelError(f"--top {top!r} is not valid; expected a positive integer")
     pictures = [load_image(p) for p in images]
-    if model.startswith("zoo:") and labels is None:
+    if model.startswith("zoo:") and labels is None and not preprocess and not any(load.values()):
         from convlens.nets import zoo
 
         zm = zoo.load(model, backend=backend)  # type: ignore[arg-type]
         return zoo.predict(zm, pictures, top=top)
     from convlens.capture import capture
     from convlens.capture.files import load_model
+    from convlens.pipeline import choose_preprocess
 
-    loaded = load_model(model, backend=backend)
+    loaded = load_model(model, backend=backend, **load)  # type: ignore[arg-type]
     names = labels if labels is not None else loaded.class_names
     out = []
     for pic in pictures:
-        trace = capture(loaded.model, pic, preprocess=loaded.preprocess, name=loaded.name)
+        pre = choose_preprocess(loaded.preprocess, preprocess, pic[None], loaded)
+        trace = capture(loaded.model, pic, preprocess=pre, name=loaded.name)
         out.append(trace.predictions(top, names)[0])
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     preds = predict_files(list(args.images), args.model, args.top, args.backend,
-                          _labels(args.labels))
+                          _labels(args.labels), preprocess_from_args(args), **model_options(args))
     if args.format == "json":
         rows = [{"image": str(path), "model": args.model,
                  "top": [{"rank": r, "index": p.index, "name": p.name,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
+from convlens.trace import LARGE_FILE_BYTES
 from convlens.cli.common import FORMATTER, add_images, add_layers, add_network, add_out, load_batch, trace_from_args
 
 __all__ = ["add_parser", "run"]
@@ -51,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     trace = trace_from_args(args, load_batch(args))
     out.mkdir(parents=True, exist_ok=True)
-    trace.save(out / "trace.npz")
+    if trace.nbytes > LARGE_FILE_BYTES:
+        sys.stderr.write(f"convlens run: writing trace.npz of about {trace.nbytes / 2 ** 30:.1f} GB "
+                         "(every stage at full size); --max-size or --layers make it smaller\n")
+    with warnings.catch_warnings():  # said just above, in one line
+        warnings.simplefilter("ignore", UserWarning)
+        trace.save(out / "trace.npz")
     render.journey(trace, norm=args.norm).save(out / "journey.png")
     n = len(trace.stages)
     for k, stage in enumerate(trace.stages, 1):

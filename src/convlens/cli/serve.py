@@ -29,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "serve", help="explore a network in your browser (a local web app)",
         description="Start the convlens explorer, a local web app, and print its URL.",
         epilog=_EXAMPLES, formatter_class=FORMATTER)
-    add_network(p, required=False, net=False, backend=False, seed=False)
+    add_network(p, required=False, net=False, backend=False, seed=False, preprocess=False)
     p.add_argument("--trace", metavar="FILE.npz", action="append", default=[],
                    help="a Trace saved with Trace.save (repeatable): offered among the "
                         "models and opened first")

@@ -58,13 +58,16 @@ class ZooModel:
     on black.  :meth:`preprocess_for` applies it."""
 
     def preprocess_for(self, image: np.ndarray) -> Preprocess:
-        """The preprocessing for one ``(H, W, 3)`` image: :attr:`preprocess`, with
-        ``invert=True`` when :attr:`auto_invert` and the image's border is light."""
+        """The preprocessing for one ``(H, W, 3)`` image (or a batch, judged by its first
+        image): :attr:`preprocess`, with ``invert=True`` when :attr:`auto_invert` and the
+        image's border is light."""
         if not self.auto_invert:
             return self.preprocess
         from convlens.nets.lenet import light_background
 
-        return replace(self.preprocess, invert=light_background(image))
+        arr = np.asarray(image)
+        return replace(self.preprocess,
+                       invert=bool(light_background(arr[0] if arr.ndim == 4 else arr)))
 
 
 class Prediction(NamedTuple):
