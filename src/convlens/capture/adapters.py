@@ -130,3 +130,11 @@ register(Adapter(
     load="convlens.capture.files:load_torchscript", suffixes=(".pt", ".pth", ".ts"),
     files=".pt / .pth / .ts TorchScript (torch.jit.script(model).save(path)); pickled "
           "torch.save(model) files are refused", extra="torch"))
+register(Adapter(
+    name="onnx",  # (an OnnxModel exists only once its module is imported)
+    owns=lambda m: isinstance(m, getattr(sys.modules.get("convlens.capture.onnx_model"),
+                                         "OnnxModel", ())),
+    capture="convlens.capture.onnx:capture_onnx", expected="convlens.capture.onnx:expected_input",
+    backend=None, load="convlens.capture.onnx:load_onnx", suffixes=(".onnx",),
+    files=".onnx (torch.onnx.export(model, x, path)), run with onnxruntime; external data only "
+          "from the model's folder", extra="onnx"))
