@@ -85,8 +85,9 @@ def add_preprocess(p: argparse.ArgumentParser) -> None:
                    help=f"a named preset: {', '.join(PRESETS)} (imagenet: mean/std in 0..1; "
                         "keras-mobilenet: -1..1; caffe: BGR, 0..255, mean subtracted)")
     g.add_argument("--size", metavar="HxW", help="resize to HxW (the model's input size)")
-    g.add_argument("--scale", choices=tuple(SCALES), help="the input range the model was "
-                   "trained on")
+    g.add_argument("--scale", choices=tuple(SCALES), metavar="RANGE",
+                   help=f"the input range the model was trained on: {', '.join(SCALES)} "
+                        "(write --scale=-1..1)")
     g.add_argument("--mean", metavar="M[,M,M]", help="subtract per channel (after --scale)")
     g.add_argument("--std", metavar="S[,S,S]", help="divide per channel (after --mean)")
     g.add_argument("--gray", action="store_true", default=None, help="one grey channel (luma)")
