@@ -23,6 +23,7 @@ from convlens.render.resolve import check_image, check_int, check_options
 from convlens.render.scale import NORM_LABELS, Norm
 from convlens.render.text import fmt
 from convlens.render.views import stage as stage_figure
+from convlens.preprocess import describe_steps
 from convlens.trace import Stage, Trace
 from convlens.display.embed import data_uri, escape, img_tag
 from convlens.display.gallery import channel_gallery
@@ -47,18 +48,8 @@ def params_text(stage: Stage) -> str:
 
 
 def preprocessing_text(trace: Trace) -> str:
-    """The preprocessing steps, in order, as one line."""
-    def show(v: Any) -> str:
-        if isinstance(v, tuple) and len(v) == 2 and all(isinstance(t, int) for t in v):
-            return f"{v[0]}x{v[1]}"
-        if isinstance(v, tuple):
-            return "(" + ", ".join(f"{t:g}" if isinstance(t, float) else str(t) for t in v) + ")"
-        return str(v)
-    steps = []
-    for p in trace.preprocessing:
-        rest = ", ".join(f"{k} {show(v)}" for k, v in p.items() if k != "op")
-        steps.append(f"{p.get('op', '?')} ({rest})" if rest else str(p.get("op", "?")))
-    return " → ".join(steps)
+    """The preprocessing steps, in order, as one line (:func:`convlens.preprocess.describe_steps`)."""
+    return describe_steps(trace.preprocessing)
 
 
 def _card(block_fig: Figure, alt: str, lazy: bool) -> str:

@@ -13,6 +13,7 @@ from typing import Literal, Sequence
 from PIL import Image, ImageDraw
 
 from convlens.errors import RenderError
+from convlens.preprocess import describe_steps
 from convlens.trace import Stage, Trace
 from convlens.render.colormaps import CmapName
 from convlens.render.figure import Figure
@@ -198,6 +199,9 @@ def journey(
     if norm == "global" and vrange is not None:
         head += " (one range over all stages)"
     caption = _caption(lay, selected, len(trace.stages), layers)
+    pre = describe_steps(trace.preprocessing)
+    if pre != "none":  # what the network was fed is part of the story
+        caption = f"{caption}; input preprocessing: {pre}" if caption else f"input preprocessing: {pre}"
     width = max(max(b.width for b, _ in drawn_bands), 600)
     lines = [text_image(head, LABEL, MUTED)]
     lines += [text_image(t, LABEL, MUTED) for t in (wrap_text(caption, width, LABEL) if caption else [])]
