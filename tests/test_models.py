@@ -48,7 +48,9 @@ def test_pickled_torch_file_is_refused_without_unpickling(tmp_path):
         convlens.load_model(tmp_path / "raw.pt")
 
 
-def test_torchscript_non_sequential_is_a_clear_error(tmp_path):
+def test_a_scripted_module_of_any_shape_is_captured_from_its_graph(tmp_path):
+    """Was refused (only a scripted nn.Sequential could be stepped through): now the
+    graph says every op, named by module path, exact against the eager capture."""
     class Twice(nn.Module):
         def __init__(self):
             super().__init__()
@@ -57,10 +59,16 @@ def test_torchscript_non_sequential_is_a_clear_error(tmp_path):
         def forward(self, x):
             return self.conv(x) + self.conv(x)
 
-    torch.jit.script(Twice()).save(str(tmp_path / "t.pt"))
+    torch.manual_seed(0)
+    eager = Twice().eval()
+    torch.jit.script(eager).save(str(tmp_path / "t.pt"))
     model = convlens.load_model(tmp_path / "t.pt").model
-    with pytest.raises(ModelError, match="scripted Twice.*expected a scripted nn.Sequential"):
-        convlens.capture(model, convlens.cat()[:8, :8])
+    trace = convlens.capture(model, convlens.cat()[:8, :8])
+    ref = convlens.capture(eager, convlens.cat()[:8, :8])
+    assert trace.names == ref.names == ["conv", "conv#2", "add"]
+    assert trace.framework == "torchscript" and trace["add"].sources == (0, 1)
+    for s in ref:
+        np.testing.assert_array_equal(trace[s.name].output, s.output)
 
 
 @pytest.mark.parametrize("name,content,message", [

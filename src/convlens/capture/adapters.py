@@ -108,6 +108,16 @@ def _is_keras(model: Any) -> bool:
     return keras is not None and isinstance(model, keras.Layer)
 
 
+def _is_torchscript(model: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.jit.ScriptModule)
+
+
+def _is_exported(model: Any) -> bool:
+    export = sys.modules.get("torch.export")
+    return export is not None and isinstance(model, export.ExportedProgram)
+
+
 def _is_torch(model: Any) -> bool:
     torch = sys.modules.get("torch")
     # Keras layers are also nn.Modules on the torch backend: the Keras adapter owns them
@@ -123,13 +133,24 @@ register(Adapter(
     files=".keras / .h5 (model.save(...)), loaded in Keras safe mode: no Python code from "
           "the file runs", extra="keras"))
 register(Adapter(
+    name="torchscript", owns=_is_torchscript,
+    capture="convlens.capture.torchscript:capture_torchscript",
+    expected="convlens.capture.torchscript:expected_input",
+    load="convlens.capture.torchscript:load_torchscript", suffixes=(".pt", ".pth", ".ts"),
+    files=".pt / .pth / .ts TorchScript, scripted or traced (torch.jit.script(model).save("
+          "path)); pickled torch.save(model) files are refused", extra="torch"))
+register(Adapter(
+    name="export", owns=_is_exported,
+    capture="convlens.capture.exported:capture_exported",
+    expected="convlens.capture.exported:expected_input",
+    load="convlens.capture.exported:load_exported", suffixes=(".pt2",),
+    files=".pt2 torch.export programs (torch.export.save(torch.export.export(model, (x,)), "
+          "path))", extra="torch"))
+register(Adapter(
     name="torch", owns=_is_torch,
     capture="convlens.capture.torch:capture_torch",
     expected="convlens.capture.torch:expected_input",
-    backend="convlens.attribute.torch_backend:TorchBackend",
-    load="convlens.capture.files:load_torchscript", suffixes=(".pt", ".pth", ".ts"),
-    files=".pt / .pth / .ts TorchScript (torch.jit.script(model).save(path)); pickled "
-          "torch.save(model) files are refused", extra="torch"))
+    backend="convlens.attribute.torch_backend:TorchBackend", extra="torch"))
 register(Adapter(
     name="onnx",  # (an OnnxModel exists only once its module is imported)
     owns=lambda m: isinstance(m, getattr(sys.modules.get("convlens.capture.onnx_model"),

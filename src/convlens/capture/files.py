@@ -13,7 +13,6 @@ loader opens them.
 """
 from __future__ import annotations
 
-import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from convlens.capture.archive import ZIP_SUFFIXES, check_archive
 from convlens.errors import ModelError
 from convlens.preprocess import Preprocess
 
-__all__ = ["LoadedModel", "load_model", "model_suffixes", "load_keras", "load_torchscript"]
+__all__ = ["LoadedModel", "load_model", "model_suffixes", "load_keras"]
 
 
 def model_suffixes() -> tuple[str, ...]:
@@ -114,35 +113,6 @@ def load_keras(path: Path) -> Any:
                 "replace the Lambda with a registered layer") if "unsafe" in msg.lower() or \
             "lambda" in msg.lower() else "re-save it with model.save('model.keras')"
         raise ModelError(f"{path}: cannot load this Keras model ({msg}); {hint}") from None
-
-
-def load_torchscript(path: Path) -> Any:
-    import torch
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        raise ModelError(
-            f"{path}: not a TorchScript archive (not a zip file); expected a file written by "
-            "torch.jit.script(model).save(path)"
-        ) from None
-    if not any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        raise ModelError(
-            f"{path}: a pickled PyTorch file (torch.save), not TorchScript; convlens does not "
-            "unpickle model files because that can run arbitrary code — export it with "
-            "torch.jit.script(model).save(path), or pass the nn.Module in Python"
-        )
-    try:
-        with warnings.catch_warnings():  # TorchScript's own deprecation notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            model = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise ModelError(
-            f"{path}: cannot load this TorchScript file ({msg}); re-export it with "
-            "torch.jit.script(model).save(path)"
-        ) from None
-    return model.eval()
 
 
 def _is_pickled(path: Path) -> bool:

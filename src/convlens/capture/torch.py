@@ -25,20 +25,15 @@ import weakref
 
 from convlens.errors import CaptureError, ConvlensError, ModelError
 from convlens.trace import Deferred, LazyStages, Stage
-from convlens.capture.options import CaptureOptions, finish_stages
-from convlens.capture.recorder import Recorder
+from convlens.capture.options import CaptureOptions
 from convlens.capture.torch_derive import Settings, same_settings, settings_now
-from convlens.capture.torch_describe import _SCRIPT, _kind, describe_module
+from convlens.capture.torch_describe import _kind, describe_module
 from convlens.capture.torch_pass import Record, run_pass
 from convlens.capture.torch_plan import Plan, cached_plan, plan_for
-from convlens.capture.torch_weights import shared_views, weights_of
+from convlens.capture.torch_weights import shared_views
 from convlens.capture.torch_pass import first_tensor as _first_tensor
 
 __all__ = ["capture_torch", "describe_module", "expected_channels", "expected_input"]
-
-def _weights(m: nn.Module) -> dict[str, np.ndarray]:
-    """Copies of one module's floating-point parameters and buffers, as they are now."""
-    return dict(weights_of([m])[id(m)][0])
 
 
 def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -59,39 +54,6 @@ def expected_channels(model: nn.Module) -> int | None:
         if _kind(m) == "conv":
             return int(m.in_channels)
     return None
-
-
-def _run_script(model: torch.jit.ScriptModule, x: torch.Tensor, keep) -> tuple[Recorder, Any]:
-    """Step through a loaded TorchScript ``nn.Sequential`` module by module.
-
-    TorchScript runs ``forward`` outside Python, so hooks cannot see inside it;
-    a scripted Sequential can still be run one child at a time.
-    """
-    rec = Recorder(keep)
-    rec.mark_input(x)
-
-    def forward(m: Any, x: Any, prefix: str) -> Any:
-        kids = list(m.named_children())
-        if kids:
-            if getattr(m, "original_name", "") != "Sequential":
-                raise ModelError(
-                    f"TorchScript module {prefix or 'model'!r} is a scripted "
-                    f"{getattr(m, 'original_name', type(m).__name__)}, whose forward convlens "
-                    "cannot step through; expected a scripted nn.Sequential — or pass the "
-                    "Python nn.Module to convlens.capture"
-                )
-            for n, c in kids:
-                x = forward(c, x, f"{prefix}.{n}" if prefix else n)
-            return x
-        kind, params = describe_module(m)
-        out = m(x)
-        p = rec.record(rec.unique_name(prefix or m.original_name.lower()), kind,
-                       m.original_name, params, lambda: _weights(m), x, out)
-        if p is not None:
-            p.tensor = out.detach().clone()
-        return out
-
-    return rec, forward(model, x, "")
 
 
 def _training(model: nn.Module) -> list[nn.Module]:
@@ -254,16 +216,13 @@ next capture copies them as their layers return instead of running the model twi
 
 
 def _record(model: nn.Module, make_input: Any, keep, opts: CaptureOptions,
-            plan: Plan | None) -> tuple[Any, Any, list[str]]:
+            plan: Plan) -> tuple[Any, Any, list[str]]:
     """The recorded pass (and, when an unforeseen in-place op overwrote a held output or
     the model's input, the pass again on a fresh input with that output copied as its
     layer returns).  ``make_input()`` gives the model an input of its own each time: a
     model that writes into its input changes neither the Trace's ``model_input`` nor the
     next pass."""
     xt = make_input()
-    if plan is None:  # a TorchScript module
-        rec, output = _run_script(model, xt, keep)
-        return finish_stages(rec.stages(lambda t, _p: _to_numpy(t)), opts, opts.sink()), output, []
     convert, sink = _converter(opts), opts.sink()
     if torch.is_inference_mode_enabled():  # inference tensors have no version counter
         convert = convert or (lambda t: t.detach().clone())
@@ -304,8 +263,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     def make_input() -> torch.Tensor:  # the model's own copy (see _record)
         t = torch.from_numpy(x).to(device=device, dtype=dtype)
         return t.clone() if t.data_ptr() == x.ctypes.data else t
-    script = isinstance(model, _SCRIPT)
-    plan = None if script else cached_plan(model)
+    plan = cached_plan(model)
     if plan is None:
         training = _training(model)
     else:  # (the plan lists every module below the model: no walk)
@@ -316,8 +274,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     try:
         if modes:  # nothing to switch (and nothing to restore) when already in eval mode
             model.eval()
-        if not script:
-            plan = plan_for(model, plan)  # (made in eval mode, checked in eval mode)
+        plan = plan_for(model, plan)  # (made in eval mode, checked in eval mode)
         with torch.no_grad():
             try:
                 stages, output, notices = _record(model, make_input, keep, opts, plan)
