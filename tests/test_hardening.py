@@ -238,3 +238,68 @@ def test_a_demo_index_opens_under_its_policy_in_chromium(tmp_path):
         browser.close()
     assert got == [[4, 4], "1100px", True, ["CSP: img-src http://127.0.0.2:9/x.png",
                                               "CSP: script-src-elem inline"]]
+
+
+# -- the server under load: a bounded pool, 503 when full --------------------------------
+def test_a_full_pool_answers_503_with_retry_after_and_light_routes_still_answer():
+    import http.client
+    import json
+    import threading
+    import time
+
+    from convlens.server import create_app
+    from convlens.server.background import BackgroundServer
+
+    app = create_app(workers=1, queue=1)
+    pool = app.state.pool
+    gate = threading.Event()
+    pool.hook = gate.wait  # every job blocks in its worker until the test lets it go
+    body = json.dumps({"image": "digit-3", "model": "toy", "spec": "conv(2, 3x3) relu"})
+    js = {"Content-Type": "application/json"}
+    answers = []
+
+    def ask():
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        conn.request("POST", "/api/traces", body, js)
+        r = conn.getresponse()
+        answers.append((r.status, r.read()[:4]))
+        conn.close()
+
+    with BackgroundServer(app) as url:
+        host, port = url[len("http://"):-1].split(":")
+        port = int(port)
+        asking = [threading.Thread(target=ask) for _ in range(2)]
+        for t in asking:
+            t.start()
+        end = time.monotonic() + 30  # until one job holds the worker and one waits
+        while not (pool.pending == 2 and pool.running == 1):
+            assert time.monotonic() < end, (pool.pending, pool.running)
+            time.sleep(0.01)
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        conn.request("POST", "/api/traces", body, js)
+        busy = conn.getresponse()
+        error = json.loads(busy.read())["error"]
+        assert busy.status == 503 and int(busy.getheader("Retry-After")) >= 1
+        assert error["type"] == "Busy" and error["message"].startswith(
+            "the server is busy (2 requests in progress or waiting); try again in")
+        assert busy.getheader("X-Content-Type-Options") == "nosniff"
+        conn.request("GET", "/api/info")  # what computes nothing is not queued
+        info = conn.getresponse()
+        assert info.status == 200 and json.loads(info.read())["default_model"] == "toy"
+        conn.close()
+        assert answers == [] and pool.pending == 2
+        gate.set()
+        for t in asking:
+            t.join(60)
+    assert answers == [(200, b"CLv1")] * 2 and pool.pending == 0
+
+
+def test_work_pool_arguments():
+    from convlens.server.pool import WorkPool
+    with pytest.raises(ValueError, match="workers >= 1 and queue >= 0; got 0 and 2"):
+        WorkPool(0, 2)
+    pool = WorkPool(2, 0)
+    pool.seconds, pool.pending = 0.5, 3
+    assert pool.retry_after() == 1  # ceil(0.5 s * 4 jobs / 2 workers)
+    pool.seconds = 0.6
+    assert pool.retry_after() == 2

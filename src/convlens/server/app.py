@@ -46,6 +46,7 @@ from convlens.server.arithmetic import explain_position
 from convlens.server.schemas import (
     Explanation, ImageInfo, Info, ModelInfo, NormName, TraceRequest, UploadResult,
 )
+from convlens.server.pool import QUEUE, WORKERS, Busy, WorkPool
 from convlens.server.state import ExplorerState, Missing
 
 __all__ = ["create_app", "DEFAULT_SPEC", "MAX_UPLOAD_BYTES", "STATIC_DIR"]
@@ -89,7 +90,8 @@ def _safe_name(name: str | None) -> str:
 def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                allowed_hosts: list[str] | None = None,
                torch_threads: int | None = None,
-               traces: Sequence[Trace] | Mapping[str, Trace] = ()) -> FastAPI:
+               traces: Sequence[Trace] | Mapping[str, Trace] = (),
+               workers: int = WORKERS, queue: int = QUEUE) -> FastAPI:
     """The explorer app.  ``model`` is a model file or ``zoo:NAME`` offered on the page
     (loaded on first use); ``allowed_hosts`` limits the ``Host`` header (a guard against
     DNS rebinding when serving on loopback); ``torch_threads`` sets PyTorch's CPU threads
@@ -97,7 +99,8 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     is faster and steadier for these small batches).  ``traces`` are Traces made
     elsewhere (``convlens.capture``, ``Trace.load``), a mapping gives them labels: the
     page offers them among the models and opens the first; they get ids ``t1``, ``t2``...
-    in order."""
+    in order.  ``workers`` requests compute at once and ``queue`` more wait; any more
+    are answered 503 with ``Retry-After`` (:mod:`.pool`; ``app.state.pool``)."""
     from convlens import __version__
 
     state = ExplorerState(cli_model=model, torch_threads=torch_threads)
@@ -108,6 +111,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
                   description="See what a CNN does to an image, stage by stage.",
                   docs_url=None, redoc_url=None)
     app.state.explorer = state
+    pool = app.state.pool = WorkPool(workers, queue)
 
     if allowed_hosts:
         from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -124,6 +128,12 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
                 return _error(413, "PayloadTooLarge", f"the upload is {int(length):,} bytes; "
                               f"the limit is {max_upload_bytes:,} — send a smaller image")
         return await call_next(request)
+
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, exc: Busy):
+        response = _error(503, "Busy", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(Missing)
     async def _missing(_: Request, exc: Missing):
@@ -183,78 +193,86 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
         if not data:
             raise ImageError(f"{name}: the file is empty (0 bytes); expected a PNG, JPEG, "
                              "GIF, BMP, TIFF or WebP image")
-        entry = state.add_upload(data, name, compute.LIMITS["upload_side"])
+        entry = await pool.run(state.add_upload, data, name, compute.LIMITS["upload_side"])
         h, w = entry.pixels.shape[:2]
         return UploadResult(id=entry.id, label=entry.label, height=h, width=w, note=entry.note)
 
     @app.post("/api/traces", responses={**_BINARY, **_ERRORS},
               summary="Run a model on an image; every stage's preview in one frame")
-    def make_trace(req: TraceRequest) -> Response:
-        entry, ms = compute.make_entry(state, req.image, req.model,
-                                       req.spec if req.model == "toy" else None, req.seed)
-        frame = compute.journey_frame(entry, features.available(entry.trace, entry.model_id), ms)
-        return Response(frame, media_type="application/octet-stream")
+    async def make_trace(req: TraceRequest) -> Response:
+        def work() -> bytes:
+            entry, ms = compute.make_entry(state, req.image, req.model,
+                                           req.spec if req.model == "toy" else None, req.seed)
+            return compute.journey_frame(entry, features.available(entry.trace,
+                                                                   entry.model_id), ms)
+        return Response(await pool.run(work), media_type="application/octet-stream")
 
     @app.get("/api/traces/{tid}", responses={**_BINARY, **_ERRORS},
              summary="A trace the server holds, as the frame POST /api/traces returned")
-    def held_trace(tid: str = _tid()) -> Response:
-        entry = state.trace(tid)
-        frame = compute.journey_frame(entry, features.available(entry.trace, entry.model_id),
-                                      0.0)
-        return Response(frame, media_type="application/octet-stream")
+    async def held_trace(tid: str = _tid()) -> Response:
+        def work() -> bytes:
+            entry = state.trace(tid)
+            return compute.journey_frame(entry, features.available(entry.trace,
+                                                                   entry.model_id), 0.0)
+        return Response(await pool.run(work), media_type="application/octet-stream")
 
     @app.get("/api/traces/{tid}/stages/{pos}/channels", responses={**_BINARY, **_ERRORS},
              summary="Channels of one stage, 8 bits per value with each channel's range")
-    def channels(tid: str = _tid(), pos: int = _pos(),
+    async def channels(tid: str = _tid(), pos: int = _pos(),
                  start: int = Query(0, ge=0, le=1_000_000),
                  count: int = Query(64, ge=1, le=4096),
                  max_side: int = Query(0, ge=0, le=4096, description="0: full size")) -> Response:
-        frame = compute.channels_frame(state.trace(tid), pos, start, count, max_side)
+        frame = await pool.run(lambda: compute.channels_frame(state.trace(tid), pos, start,
+                                                              count, max_side))
         return Response(frame, media_type="application/octet-stream")
 
     @app.get("/api/traces/{tid}/stages/{pos}/explain", response_model=Explanation,
              responses=_ERRORS, summary="Receptive field and arithmetic of one output value")
-    def explain(tid: str = _tid(), pos: int = _pos(), channel: int = Query(0, ge=0),
-                row: int = Query(0, ge=0), col: int = Query(0, ge=0)) -> Any:
-        return explain_position(state.trace(tid), pos, channel, row, col)
+    async def explain(tid: str = _tid(), pos: int = _pos(), channel: int = Query(0, ge=0),
+                      row: int = Query(0, ge=0), col: int = Query(0, ge=0)) -> Any:
+        return await pool.run(lambda: explain_position(state.trace(tid), pos, channel, row,
+                                                       col))
 
     @app.get("/api/traces/{tid}/stages/{pos}/png", responses=_ERRORS,
              response_class=Response, summary="The stage drawn by convlens.render, as PNG")
-    def stage_png(tid: str = _tid(), pos: int = _pos(), norm: NormName = "stage",
-                  cmap: str | None = Query(None, max_length=20)) -> Response:
+    async def stage_png(tid: str = _tid(), pos: int = _pos(), norm: NormName = "stage",
+                        cmap: str | None = Query(None, max_length=20)) -> Response:
         from convlens import render
-        entry = state.trace(tid)
-        stage = compute.stage_at(entry, pos)
-        fig = render.stage(stage, image=0, norm=norm, cmap=cmap or None)
+        stage = compute.stage_at(state.trace(tid), pos)
+        png = await pool.run(lambda: render.stage(stage, image=0, norm=norm,
+                                                  cmap=cmap or None).to_png_bytes())
         name = re.sub(r"[^\w.-]", "_", stage.name)
-        return Response(fig.to_png_bytes(), media_type="image/png", headers={
+        return Response(png, media_type="image/png", headers={
             "Content-Disposition": f'attachment; filename="{pos:03d}_{name}.png"'})
 
     @app.get("/api/traces/{tid}/npz", responses=_ERRORS, response_class=Response,
              summary="The Trace as a .npz file (convlens.Trace.load reads it)")
-    def trace_npz(tid: str = _tid()) -> Response:
+    async def trace_npz(tid: str = _tid()) -> Response:
         entry = state.trace(tid)
-        with tempfile.TemporaryDirectory(prefix="convlens-") as tmp:
-            data = entry.trace.save(Path(tmp) / "trace.npz").read_bytes()
+
+        def work() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="convlens-") as tmp:
+                return entry.trace.save(Path(tmp) / "trace.npz").read_bytes()
+        data = await pool.run(work)
         return Response(data, media_type="application/octet-stream", headers={
             "Content-Disposition": f'attachment; filename="convlens-{entry.id}.npz"'})
 
     @app.get("/api/traces/{tid}/architecture.svg", responses=_ERRORS, response_class=Response,
              summary="The architecture diagram (convlens.explain)")
-    def architecture(tid: str = _tid()) -> Response:
-        svg = features.architecture_svg(state.trace(tid).trace)
+    async def architecture(tid: str = _tid()) -> Response:
+        svg = await pool.run(features.architecture_svg, state.trace(tid).trace)
         return Response(svg, media_type="image/svg+xml")
 
     @app.get("/api/traces/{tid}/gradcam", responses=_ERRORS,
              summary="Grad-CAM of a class (default: the top one), as a map over the input")
-    def gradcam(tid: str = _tid(), target: int | None = Query(None, ge=0)) -> Any:
-        return features.gradcam(state, state.trace(tid), target)
+    async def gradcam(tid: str = _tid(), target: int | None = Query(None, ge=0)) -> Any:
+        return await pool.run(features.gradcam, state, state.trace(tid), target)
 
     @app.get("/api/traces/{tid}/report.html", responses=_ERRORS, response_class=Response,
              summary="The self-contained HTML report of this trace")
-    def report(tid: str = _tid()) -> Response:
+    async def report(tid: str = _tid()) -> Response:
         entry = state.trace(tid)
-        html = features.report_html(entry.trace)
+        html = await pool.run(features.report_html, entry.trace)
         return Response(html, media_type="text/html", headers={
             "Content-Disposition": f'attachment; filename="convlens-{entry.id}.html"',
             "Content-Security-Policy": security.page_policy(html)})
