@@ -106,7 +106,7 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
                           progress=progress, on_batch=on_batch)
         run.update(workers=1)
     else:
-        from convlens.atlas.dask_engine import Cluster, calibrate_on, run_dask, start_cluster
+        from convlens.atlas.dask_engine import Cluster, calibrate_on, run_dask, ship, start_cluster
 
         if client is not None:
             cluster = Cluster(client)
@@ -118,8 +118,7 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
         try:
             run.update(cluster_start_s=round(cluster.started_s, 3),
                        scheduler=scheduler or ("client" if not own else "LocalCluster"))
-            ref: Any = spec if spec is not None else cluster.client.scatter(
-                loaded, broadcast=True, hash=False)
+            ref: Any = spec if spec is not None else ship(cluster.client, *loaded)
             plan = calibrate_on(cluster, ref, root, paths, stages, k, batch, size, description)
             t_run = time.perf_counter()
             state, info = run_dask(cluster, ref, plan, out=out_dir, resume=resume,

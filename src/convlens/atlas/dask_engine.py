@@ -200,12 +200,25 @@ def start_cluster(workers: int = 2, scheduler: str | None = None, *,
     return Cluster(client, cluster, scratch, env, time.perf_counter() - t0)
 
 
+class Shipped:
+    """A model object and its preprocessing, sent to every worker once (one object:
+    ``scatter`` would send a tuple's items separately)."""
+
+    def __init__(self, model: Any, preprocess: Any) -> None:
+        self.model, self.preprocess = model, preprocess
+
+
+def ship(client: Any, model: Any, preprocess: Any) -> Any:
+    """``model`` on every worker of ``client``, once: a future to pass to the tasks."""
+    return client.scatter(Shipped(model, preprocess), broadcast=True, hash=False)
+
+
 def _worker_model(ref: Any) -> tuple[Any, Any]:
     if isinstance(ref, ModelSpec):
         if ref not in _MODELS:
             _MODELS[ref] = load_spec(ref)
         return _MODELS[ref]
-    return ref  # (model, preprocess), sent once to every worker
+    return ref.model, ref.preprocess
 
 
 def _shard_task(ref: Any, plan: Plan, start: int, stop: int,
@@ -251,7 +264,7 @@ def run_dask(cluster: Cluster, ref: Any, plan: Plan, *, out: str | os.PathLike[s
         shard_batches = max(1, min(64, -(-left // (4 * workers))))
     shards = shards_of(plan, state, shard_batches)
     if isinstance(ref, tuple):  # (model, preprocess): sent to every worker once
-        ref = client.scatter(ref, broadcast=True, hash=False)
+        ref = ship(client, *ref)
     plan_ref = client.scatter(plan, broadcast=True, hash=False)
     futures = {}
     for a, b in shards:

@@ -228,19 +228,18 @@ def stage_update(name: str, output: np.ndarray, paths: Sequence[str], k: int,
     # top-k of the batch
     p = np.broadcast_to(np.asarray(list(paths), dtype=str)[None, :], (c, b))
     tv, tp, tq = _select_top(v.T, p, pos.transpose(1, 0, 2), k)
-    # mean and squared deviations, per channel, in float64
+    # mean and squared deviations, per channel, from float64 sums (no float64 copy)
     vals = out.reshape(b, c, -1)
-    n_per = vals.shape[2]
-    mean = vals.mean(axis=(0, 2), dtype=np.float64)
-    d = vals - mean.astype(vals.dtype)[None, :, None]
-    corr = (mean - mean.astype(vals.dtype).astype(np.float64))  # what the cast rounded off
-    m2 = np.einsum("bcn,bcn->c", d, d, dtype=np.float64) - (b * n_per) * corr ** 2
-    m2 = np.maximum(m2, 0.0)
+    n = b * vals.shape[2]
+    s1 = vals.sum(axis=(0, 2), dtype=np.float64)
+    s2 = np.einsum("bcn,bcn->c", vals, vals, dtype=np.float64)
+    mean = s1 / n if n else np.zeros(c)
+    m2 = np.maximum(s2 - s1 * mean, 0.0)
     # dead count and histogram of the responses
     dead = (v <= 0).sum(axis=0).astype(np.int64)
     hist = _histogram(v, lo, width)
     return StageState(name, tuple(int(s) for s in out.shape[1:]), tv, tp, tq,
-                      np.full(c, b * n_per, np.int64), mean, m2, dead,
+                      np.full(c, n, np.int64), mean, m2, dead,
                       np.asarray(lo, np.float64), np.asarray(width, np.float64), hist)
 
 
