@@ -42,7 +42,7 @@ def test_top_level_holds_the_core_and_the_entry_points_only():
     loose = sorted(p.stem for p in PKG.glob("*.py") if p.stem != "__init__")
     assert loose == sorted(CORE | {"digits", "labels", "pipeline"})
     packages = sorted(p.name for p in PKG.iterdir() if (p / "__init__.py").is_file())
-    assert packages == ["analysis", "attribute", "capture", "cli", "demo", "display",
+    assert packages == ["analysis", "atlas", "attribute", "capture", "cli", "demo", "display",
                         "explain", "export", "nets", "render", "report", "server"]
 
 
