@@ -539,7 +539,13 @@ def _ints(v: Any) -> tuple[int, ...]:
 def _num(a: np.ndarray | None) -> float | None:
     if a is None or a.size != 1 or not np.issubdtype(a.dtype, np.number):
         return None
-    return float(a.reshape(()))
+    return _f(a.reshape(()))
+
+
+def _f(v: Any) -> float:
+    """A float32 attribute as the number it was written as (``1e-05``, not
+    ``9.99999974e-06``)."""
+    return float(str(np.float32(v))) if np.isfinite(v) else float(v)
 
 
 def _padding(at: dict[str, Any], nd: int, k: tuple[int, ...], s: tuple[int, ...],
@@ -636,7 +642,7 @@ def _describe(plan: _Plan, node: Any, val: Any, in_shape: tuple[int, ...],
     if op in _NORM:
         p = {"function": _NORM[op]}
         if "epsilon" in at:
-            p["eps"] = float(at["epsilon"])
+            p["eps"] = _f(at["epsilon"])
         elif op in ("BatchNormalization", "InstanceNormalization", "LayerNormalization",
                     "GroupNormalization", "RMSNormalization"):
             p["eps"] = 1e-5
@@ -645,17 +651,17 @@ def _describe(plan: _Plan, node: Any, val: Any, in_shape: tuple[int, ...],
         if op in ("LayerNormalization", "RMSNormalization"):
             p["axis"] = int(at.get("axis", -1))
         if op == "LRN":
-            p.update(size=int(at["size"]), alpha=float(at.get("alpha", 1e-4)),
-                     beta=float(at.get("beta", 0.75)), k=float(at.get("bias", 1.0)))
+            p.update(size=int(at["size"]), alpha=_f(at.get("alpha", 1e-4)),
+                     beta=_f(at.get("beta", 0.75)), k=_f(at.get("bias", 1.0)))
         return "norm", p, weights
     if op in _ACT:
         p = {"function": _ACT[op]}
         if op in ("LeakyRelu",):
-            p["alpha"] = float(at.get("alpha", 0.01))
+            p["alpha"] = _f(at.get("alpha", 0.01))
         elif op in ("Elu", "Celu", "ThresholdedRelu"):
-            p["alpha"] = float(at.get("alpha", 1.0))
+            p["alpha"] = _f(at.get("alpha", 1.0))
         elif op == "HardSigmoid":
-            p["alpha"], p["beta"] = float(at.get("alpha", 0.2)), float(at.get("beta", 0.5))
+            p["alpha"], p["beta"] = _f(at.get("alpha", 0.2)), _f(at.get("beta", 0.5))
         elif op == "Gelu":
             p["approximate"] = str(at.get("approximate", "none"))
         elif op in ("Softmax", "LogSoftmax", "Hardmax"):
@@ -664,9 +670,9 @@ def _describe(plan: _Plan, node: Any, val: Any, in_shape: tuple[int, ...],
             lo = at.get("min", _num(const(1)))
             hi = at.get("max", _num(const(2)))
             if lo is not None:
-                p["min"] = float(lo)
+                p["min"] = _f(lo)
             if hi is not None:
-                p["max"] = float(hi)
+                p["max"] = _f(hi)
             if p.get("min") == 0.0 and p.get("max") == 6.0:
                 p["function"] = "relu6"
         return "activation", p, weights
@@ -690,8 +696,8 @@ def _describe(plan: _Plan, node: Any, val: Any, in_shape: tuple[int, ...],
         p = {"in_features": int(w.shape[1]), "out_features": int(w.shape[0]),
              "bias": len(ins) > 2 and bool(ins[2]), "operation": "linear"}
         for key in ("alpha", "beta"):
-            if float(at.get(key, 1.0)) != 1.0:
-                p[key] = float(at[key])
+            if _f(at.get(key, 1.0)) != 1.0:
+                p[key] = _f(at[key])
         return "dense", p, weights
     if op in ("MatMul", "Einsum"):
         p = {"operation": _snake(op).replace("_", "")}
