@@ -211,10 +211,14 @@ def expected_input(ep: Any) -> tuple[int | None, tuple[int, int] | None]:
 
 
 # -- files -------------------------------------------------------------------------------
-_TOKEN = re.compile(r"\s+|\d+\.\d+(?:e[-+]?\d+)?|\d+|[A-Za-z][A-Za-z0-9_]*|\*\*|//|==|!=|<=|>="
-                    r"|[-+*/%(),<>&|~]")
-_SYMBOL = re.compile(r"[a-z]+\d+")
-_LITERALS = {"oo", "zoo", "nan", "True", "False", "true", "false"}
+_TOKEN = re.compile(r"\s+|\d+\.\d+(?:e[-+]?\d+)?|\d+|'[a-z]+\d+'|[A-Za-z][A-Za-z0-9_]*|\*\*|//"
+                    r"|==|!=|<=|>=|[-+*/%(),<>&|~=]")
+_SYMBOL = re.compile(r"'?[a-z]+\d+'?")
+_LITERALS = {"oo", "zoo", "nan", "True", "False", "true", "false",
+             # sympy's own spelling of a symbol: Symbol('s77', positive=True, integer=True)
+             "Symbol", "Integer", "Float", "Rational", "Add", "Mul", "Pow", "positive",
+             "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "nonzero",
+             "zero", "even", "odd", "rational", "commutative", "extended_real"}
 
 
 def _plain_expression(expr: str, functions: set[str]) -> bool:
@@ -312,15 +316,22 @@ def _allowed_target(target: Any) -> bool:
     return target is operator.getitem
 
 
-def load_exported(path: Path, trust: bool = False) -> Any:
+def load_exported(path: Path) -> Any:
     """A ``torch.export.save`` archive as an ``ExportedProgram``, running no code from it
-    (see the module docs).  ``trust`` is accepted for symmetry with the other loaders and
-    changes nothing: nothing here needs it."""
+    (see the module docs); sizes and member count checked first, as for every archive."""
+    from convlens.capture.archive import check_archive
+
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise ModelError(
             f"{path}: not a torch.export archive (not a zip file, or a truncated one); "
             f"expected a file written by torch.export.save — {_REDO}")
+    check_archive(path, "torch.export")  # (member count, sizes, zip bombs)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ModelError(f"{path}: cannot read this zip archive ({exc}); {_REDO}") from None
     try:
         from torch._export.serde import schema
         from torch._export.serde.serialize import ExportedProgramDeserializer, \
@@ -330,14 +341,15 @@ def load_exported(path: Path, trust: bool = False) -> Any:
     except ImportError as exc:  # (an older torch)
         raise ModelError(f"{path}: this torch ({torch.__version__}) cannot read .pt2 archives "
                          f"({exc}); install torch >= 2.6") from None
+    if not any(m.endswith("/" + pc.ARCHIVE_FORMAT_PATH) or m == pc.ARCHIVE_FORMAT_PATH
+               for m in members):
+        raise ModelError(
+            f"{path}: a zip file, but not a torch.export archive (no {pc.ARCHIVE_FORMAT_PATH}); "
+            "a torch.save pickle renamed .pt2 is refused unread, since unpickling can run "
+            f"arbitrary code — {_REDO}")
     try:
         with pkg.PT2ArchiveReader(str(path)) as reader:
             names = reader.get_file_names()
-            if pc.ARCHIVE_VERSION_PATH not in names:
-                raise ModelError(
-                    f"{path}: a zip file, but not a torch.export archive (no "
-                    f"{pc.ARCHIVE_VERSION_PATH}); a torch.save pickle renamed .pt2 is refused "
-                    f"unread, since unpickling can run arbitrary code — {_REDO}")
             version = reader.read_string(pc.ARCHIVE_VERSION_PATH)
             if version != pc.ARCHIVE_VERSION_VALUE:
                 raise ModelError(f"{path}: archive version {version!r}; this torch reads "

@@ -187,8 +187,10 @@ class GraphStages:
         if not derived:
             self.skip(f"{aten} (from weights or constants only)")
             return None
-        if not out.is_floating_point():
+        if not out.is_floating_point():  # (not a stage; what reads it reads its sources)
             self.skip(f"{aten} ({str(out.dtype).replace('torch.', '')})")
+            if srcs:
+                self.producer[key] = srcs[0]
             return None
         info = aten_info(aten)
         keys = list(source_keys)
