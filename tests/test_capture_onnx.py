@@ -351,3 +351,28 @@ def test_every_command_runs_an_onnx_classifier(tmp_path, capsys):
     assert main(["attribute", str(img), "--model", str(path), "-o", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "onnx models have no backend" in err[0], err
+
+
+def test_the_explorer_shows_an_onnx_model(tmp_path):
+    """A conv's arithmetic in the explorer, from the initializer weights, equals the value
+    onnxruntime computed; an add shows both operands."""
+    from fastapi.testclient import TestClient
+
+    from convlens.server import create_app
+    from test_server_api import unpack
+
+    torch.manual_seed(1)
+    path = tmp_path / "net.onnx"
+    _export(ResNetish().eval(), torch.zeros(1, 3, 16, 16), path,
+            input_names=["image"], dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"}})
+    with TestClient(create_app(str(path))) as c:
+        header, _ = unpack(c.post("/api/traces", json={"image": "cat", "model": "cli"}).content)
+        tid = header["trace"]["id"]
+        conv = c.get(f"/api/traces/{tid}/stages/0/explain",
+                     params={"channel": 1, "row": 5, "col": 9}).json()
+        add = c.get(f"/api/traces/{tid}/stages/7/explain",
+                    params={"channel": 0, "row": 3, "col": 4}).json()
+    assert conv["arithmetic"]["value"] == pytest.approx(conv["captured"], abs=1e-5)
+    ops = add["arithmetic"]["operands"]
+    assert [o["name"] for o in ops] == ["relu", "layer1.0.bn2"] and add["stage"] == "layer1.0.add"
+    assert ops[0]["value"] + ops[1]["value"] == pytest.approx(add["captured"], abs=1e-6)
