@@ -1,7 +1,8 @@
 """Compact panels: one stage of one image in a ``tile``-pixel square, titled, with its
 colour scale under it.  ``journey()`` and ``batch()`` are made of these.
 
-A panel's meta record: ``stage``, ``kind``, ``shape`` (HxWxC), ``image``, ``norm``,
+A panel's meta record: ``stage``, ``title`` (the name as drawn, cut to the panel with
+its tail kept: :func:`short_title`), ``kind``, ``shape`` (HxWxC), ``image``, ``norm``,
 ``view`` (photo / rgb / heatmap / grid / bars), the shared scale's ``vmin``/``vmax``/
 ``cmap``... (None when each map has its own, see ``tiles``), ``tiles`` (one record per
 drawn map with its ``box``, ``zoom`` and scale), ``labels`` (colour-bar labels),
@@ -199,9 +200,8 @@ def stage_panel(
             footer.append(bar)
         else:
             notes += per_map_note(scales)
-    title = header(title if title is not None else short_title(stage.name, width),
-                   f"{stage.kind} · {stage.shape_str}", width)
-    parts = [title, body, *footer]
+    shown = title if title is not None else short_title(stage.name, width)
+    parts = [header(shown, f"{stage.kind} · {stage.shape_str}", width), body, *footer]
     if notes:
         parts.append(legend(notes, width))
     rec = stage_record(stage, image, norm, view)
@@ -209,7 +209,7 @@ def stage_panel(
         rec.update({k: v for k, v in shared.as_meta().items() if k in SCALE_KEYS})
     elif view == "rgb":
         rec.update(vmin=rng["vmin"], vmax=rng["vmax"])
-    rec.update(labels=labels, notes=notes, channels_shown=len(body.records) if view == "grid" else None,
+    rec.update(title=shown, labels=labels, notes=notes, channels_shown=len(body.records) if view == "grid" else None,
                channels_total=stage.channels)
     return wrap(vstack(parts, gap=3, align="center"), rec)
 
