@@ -29,7 +29,7 @@ def models_text() -> str:
     for a in adapters():
         if not a.suffixes:
             continue
-        have = importlib.util.find_spec(a.name) is not None
+        have = importlib.util.find_spec(a.extra or a.name) is not None  # (the package)
         lines.append(f"  {', '.join(a.suffixes):<20} {a.files}")
         if not have:
             lines.append(f"  {'':<20} ({a.name} is not installed: pip install 'convlens[{a.extra}]')")
