@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import types
 
 import numpy as np
@@ -106,9 +105,7 @@ def test_demo_section(tmp_path):
     cat = np.asarray(Image.open(__import__("importlib.resources").resources.files("convlens")
                                 / "data" / "chelsea.png").convert("RGB"), dtype=np.float32) / 255
     x = np.moveaxis(cat, -1, 0)[None]
-    start = time.perf_counter()
-    items = demo_section(tmp_path, lambda spec: numpy_trace(spec, x))
-    assert time.perf_counter() - start < 8
+    items = demo_section(tmp_path, lambda spec: numpy_trace(spec, x))  # timed in bench/
     assert len(items) >= 10
     for item in items:
         assert set(item) == {"title", "file", "caption"}

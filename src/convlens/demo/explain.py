@@ -28,7 +28,7 @@ EYE = (80, 130, 145, 215)
 
 def demo_section(
     outdir: str | Path, trace_for_spec: Callable[[str], Trace],
-    specs: Sequence[str] = DEMO_SPECS,
+    specs: Sequence[str] = DEMO_SPECS, subject: str = "the cat",
 ) -> list[dict]:
     """Write the explanation figures into ``outdir``; returns one
     ``{"title", "file", "caption"}`` per figure (``file`` relative to ``outdir``).
@@ -36,7 +36,8 @@ def demo_section(
     ``trace_for_spec(spec)`` must return the Trace of the cat through that toy network
     (stage names as the spec names them: conv1, relu1, maxpool1...).  ``specs[0]``
     drives the convolution, pooling and activation figures (it needs conv1, relu1 and
-    maxpool1); ``specs[-1]`` the architecture and receptive-field figures.
+    maxpool1); ``specs[-1]`` the architecture and receptive-field figures.  ``subject``
+    names the picture in titles and captions ("the cat", "your image").
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,8 +61,9 @@ def demo_section(
     at = _busiest(first["conv1"].output[0, 0], first.model_input.shape[2:])
     a = conv_animation_from_stage(first, "conv1", channel=0, at=at, size=3)
     a.save_gif(out / "conv_cat.gif")
-    add("A real kernel on the cat", "conv_cat.gif",
-        f"conv1 of '{specs[0]}' on the cat's eye: the red, green and blue sums "
+    where = "the cat's eye" if subject == "the cat" else f"a busy spot of {subject}"
+    add(f"A real kernel on {subject}", "conv_cat.gif",
+        f"conv1 of '{specs[0]}' on {where}: the red, green and blue sums "
         "add up, with the bias, to each output value (computed by convlens.ops; equal to "
         "the network's own output).")
     a = pool_animation()
@@ -75,7 +77,7 @@ def demo_section(
     pcol = min(at[1] // info.stride[1], pool.shape[2] - 2)
     a = pool_animation_from_stage(first, "maxpool1", channel=0, at=(max(prow, 0), max(pcol, 0)), size=2)
     a.save_gif(out / "maxpool_cat.gif")
-    add("Max pooling on the cat", "maxpool_cat.gif",
+    add(f"Max pooling on {subject}", "maxpool_cat.gif",
         f"maxpool1 takes the largest of each 5x5 window of relu1: "
         f"{info.in_shape[1]}x{info.in_shape[2]} -> {pool.shape[1]}x{pool.shape[2]}, one fifth per "
         f"side ({step_formulas(info)[0]}).")
@@ -83,7 +85,7 @@ def demo_section(
     add("Activation functions", "activations.png",
         "Each function with its derivative (dashed), formula and range.")
     activation_histogram(first, "relu1").save(out / "relu_histogram.png")
-    add("What ReLU did to the cat", "relu_histogram.png",
+    add(f"What ReLU did to {subject}", "relu_histogram.png",
         "conv1's values before and after relu1: every negative value becomes 0.")
 
     for key, title in (("alexnet", "AlexNet"), ("lenet5", "LeNet-5")):
@@ -92,9 +94,9 @@ def demo_section(
         add(f"{title} architecture", f"architecture_{key}.png",
             f"The classic {title} shapes, computed from its spec (SVG: architecture_{key}.svg).")
     deep = trace_for_spec(specs[-1])
-    architecture_diagram(deep, title=f"'{specs[-1]}' on the cat").save(out / "architecture_demo.png")
-    add("The demo network on the cat", "architecture_demo.png",
-        "Every box carries the real shape of the cat's activations (H x W x C).")
+    architecture_diagram(deep, title=f"'{specs[-1]}' on {subject}").save(out / "architecture_demo.png")
+    add(f"The demo network on {subject}", "architecture_demo.png",
+        f"Every box carries the real shape of the activations of {subject} (H x W x C).")
     last = [i for i in layer_infos(deep)[1] if i.windowed][-1]
     hh, ww = last.out_shape[1:]
     H, W = deep.model_input.shape[2:]

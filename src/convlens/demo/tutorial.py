@@ -1,12 +1,15 @@
-"""``convlens demo``: every experiment of the 2017 cat tutorial, on the bundled cat.
+"""``convlens demo``: every experiment of the 2017 cat tutorial, on the bundled cat (or
+the user's own picture, ``image=``).
 
 Writes one PNG of each experiment's result, its journey, and an ``index.html``
 showing each with its network spec, output shape and a sentence (computed from
-the real numbers) of what changed.
+the real numbers) of what changed.  Sections whose extras are not installed are
+skipped, named in one line at the end (see :mod:`convlens.demo.extras`).
 """
 from __future__ import annotations
 
 import html
+import inspect
 import sys
 import time
 from dataclasses import dataclass
@@ -17,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from convlens import render
-from convlens.images import cat
+from convlens.demo.extras import MissingExtra, is_skipped
+from convlens.images import cat, load_image
 from convlens.analysis.narrate import describe_stage
 from convlens.pipeline import trace_spec
 from convlens.render.figure import Figure, save_png
@@ -84,12 +88,16 @@ def _progress(out: TextIO, i: int, n: int, title: str) -> None:
     out.flush()
 
 
-def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0) -> tuple[str, list[dict]]:
-    """The teaching figures (convlens.explain) made from the cat and the demo's networks."""
+def explanations_section(outdir: Path, backend: str = "torch", seed: int = 0, *,
+                         image: np.ndarray | None = None) -> tuple[str, list[dict]]:
+    """The teaching figures (convlens.explain) made from the cat (or ``image``, an
+    ``(H, W, 3)`` array in [0, 1]) and the demo's networks."""
     from convlens.demo.explain import demo_section
 
-    image = cat()
-    items = demo_section(outdir, lambda spec: trace_spec(image, spec, backend=backend, seed=seed))
+    subject = "the cat" if image is None else "your image"
+    image = cat() if image is None else image
+    items = demo_section(outdir, lambda spec: trace_spec(image, spec, backend=backend, seed=seed),
+                         subject=subject)
     cards = [dict(n=f"E{k}", title=it["title"], note=it["caption"], result=it["file"])
              for k, it in enumerate(items, 1)]
     return "Explanations: convolution, pooling, activations, shapes", cards
@@ -114,16 +122,29 @@ SECTIONS: tuple[SectionMaker, ...] = (explanations_section, trained_section, att
 """Sections after the tutorial's experiments: each (outdir, backend, seed) -> (title, cards)."""
 
 
+def _takes_image(make: Callable) -> bool:
+    try:
+        return "image" in inspect.signature(make).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
 def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
              progress: TextIO | None = sys.stderr,
-             sections: Sequence[SectionMaker] | None = None) -> Path:
+             sections: Sequence[SectionMaker] | None = None,
+             image: str | Path | np.ndarray | None = None) -> Path:
     """Run every experiment and write PNGs + ``index.html`` into ``outdir``; returns its path.
 
     ``sections`` default to :data:`SECTIONS` (explanations...); pass ``()`` for none.
+    ``image`` (a path or an ``(H, W, 3)`` array in [0, 1]; default the bundled cat) is
+    what the experiments, and the sections that take an ``image=``, run on.  A section,
+    or a part of one, whose extra is not installed is skipped; ``progress`` gets one line
+    naming what was skipped and the extras that bring it, and the index lists them.
     """
     outdir = Path(outdir)
+    user_image = image is not None
+    image = cat() if image is None else load_image(image)
     outdir.mkdir(parents=True, exist_ok=True)
-    image = cat()
     cards = []
     n = len(EXPERIMENTS)
     start = time.perf_counter()
@@ -134,8 +155,12 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
         if exp.spec is None:
             save_png(Image.fromarray(np.round(image * 255).astype(np.uint8)),
                      outdir / f"{stem}_result.png")
-            cards.append(dict(n=i, title=exp.title, spec="(no network)", shape="300x451x3",
-                              note=exp.note, said="", result=f"{stem}_result.png", journey=None))
+            h, w = image.shape[:2]
+            note = (f"Your image, {h}x{w} RGB, values scaled to [0, 1]." if user_image
+                    else exp.note)
+            cards.append(dict(n=i, title="Your image" if user_image else exp.title,
+                              spec="(no network)", shape=f"{h}x{w}x3", note=note, said="",
+                              result=f"{stem}_result.png", journey=None))
             continue
         trace = trace_spec(image, exp.spec, backend=backend, seed=seed)
         _result_figure(trace, exp.view).save(outdir / f"{stem}_result.png")
@@ -146,22 +171,36 @@ def run_demo(outdir: str | Path, backend: str = "torch", seed: int = 0,
                           journey=f"{stem}_journey.png"))
     done = [("The 2017 tutorial's experiments", cards)]
     extra = SECTIONS if sections is None else sections
+    skipped: list[str] = []
     for k, make in enumerate(extra, 1):
+        name = getattr(make, "__name__", "section")
         if progress is not None:
-            _progress(progress, n, n, f"section {k}/{len(extra)}: {make.__name__}")
-        done.append(make(outdir, backend, seed))
+            _progress(progress, n, n, f"section {k}/{len(extra)}: {name}")
+        kwargs = {"image": image} if user_image and _takes_image(make) else {}
+        try:
+            title, made = make(outdir, backend, seed, **kwargs)
+        except MissingExtra as exc:  # this install lacks what the whole section needs
+            skipped.append(exc.short)
+            continue
+        skipped += [c["skipped"] for c in made if is_skipped(c)]
+        made = [c for c in made if not is_skipped(c)]
+        if made:
+            done.append((title, made))
     if progress is not None:
         _progress(progress, n, n, "done")
         progress.write(f"\n{n} experiments and {len(done) - 1} more section(s) in {time.perf_counter() - start:.1f} s\n")
+        if skipped:
+            progress.write(f"skipped, extras not installed: {'; '.join(skipped)}\n")
     index = outdir / "index.html"
-    index.write_text(_html(done, backend, seed), encoding="utf-8")
+    index.write_text(_html(done, backend, seed, skipped, user_image), encoding="utf-8")
     from convlens.demo.report import write_demo_report
 
     write_demo_report(outdir, done)  # the same, as one self-contained file: report.html
     return index
 
 
-def _html(sections: list, backend: str, seed: int) -> str:
+def _html(sections: list, backend: str, seed: int, skipped: Sequence[str] = (),
+          user_image: bool = False) -> str:
     e = html.escape
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -170,7 +209,8 @@ def _html(sections: list, backend: str, seed: int) -> str:
         "figure{margin:0 0 2.5em;padding:1em;border:1px solid #ddd;border-radius:6px}",
         "img{max-width:100%;image-rendering:pixelated}code{background:#f3f3f3;padding:0 .3em}",
         ".said{color:#444}</style></head><body>",
-        "<h1>convlens demo: what a CNN does to a cat</h1>",
+        "<h1>convlens demo: what a CNN does to "
+        + ("your image" if user_image else "a cat") + "</h1>",
         f"<p>Random Glorot-uniform weights (seed {seed}), backend {e(backend)}, valid padding, "
         "as in the 2017 tutorial. Every number below is computed from the real outputs.</p>",
     ]
@@ -189,6 +229,13 @@ def _html(sections: list, backend: str, seed: int) -> str:
                 parts.append(f"<details><summary>The journey, stage by stage</summary>"
                              f"<img src='{e(c['journey'])}' alt='journey'></details>")
             parts.append("</figure>")
+    if skipped:
+        parts.append("<h2>Skipped</h2><p>Not installed here: "
+                     + "; ".join(e(s) for s in skipped)
+                     + ". <code>pip install 'convlens[all]'</code> brings every extra.</p>")
+    if user_image:
+        parts.append("<p><small>The experiments and explanations use your image; the trained "
+                     "networks and attention sections, the bundled cat.</small></p>")
     parts.append("<p><small>Image: Chelsea the cat, CC0, by Stefan van der Walt "
                  "(scikit-image sample data).</small></p></body></html>")
     from convlens.report.security import harden_html  # CSP + referrer <meta> tags

@@ -33,7 +33,7 @@ class ActivationRow:
 TABLE: tuple[ActivationRow, ...] = (
     ActivationRow("identity", "identity", ("f(x) = x",), ("f'(x) = 1",), "(-inf, inf)"),
     ActivationRow("binary step", "binary_step", ("f(x) = 0 for x < 0", "f(x) = 1 for x >= 0"),
-                  ("f'(x) = 0 for x != 0", "(undefined at 0)"), "{0, 1}"),
+                  ("f'(x) = 0 for x < 0 or x > 0", "(undefined at 0)"), "{0, 1}"),
     ActivationRow("logistic (sigmoid)", "sigmoid", ("f(x) = 1 / (1 + e^-x)",),
                   ("f'(x) = f(x) (1 - f(x))",), "(0, 1)"),
     ActivationRow("tanh", "tanh", ("f(x) = (e^x - e^-x) / (e^x + e^-x)",),
