@@ -13,9 +13,10 @@ ORDER = 5
 def add_parser(subparsers) -> argparse.ArgumentParser:
     d = subparsers.add_parser("demo", help="the 2017 tutorial's experiments on the bundled cat",
                               description="The 2017 tutorial's experiments, the teaching "
-                              "figures, trained networks and attribution, written as PNGs with "
-                              "an index.html and a single-file report.html. Sections whose "
-                              "extras are not installed are skipped and named at the end.",
+                              "figures, trained networks and attribution,\nwritten as PNGs with "
+                              "an index.html and a single-file report.html.\nSections whose "
+                              "extras are not installed are skipped and named at the end\n"
+                              "(pip install 'convlens[all]' brings every extra).",
                               epilog="examples:\n  convlens demo -o demo-out\n"
                                      "  convlens demo --image photo.jpg -o my-demo   "
                                      "# the experiments on your own photo\n",

@@ -23,7 +23,7 @@ _EXAMPLES = {
   convlens explain conv --stride 2 --padding 1 --svg
   convlens explain conv --input "1,2,0;0,1,3;2,2,1" --kernel "1,0;0,-1" --bias 1
   convlens explain conv --net "conv(3, 3x3) relu maxpool(5)" --stage conv1 --channel 0 --at 120,200
-  convlens explain conv --model zoo:lenet --image digit.png --stage conv1 --patch 4""",
+  convlens explain conv --model zoo:lenet --image digit.png --stage conv1 --patch 4   # your photo of a digit""",
     "pool": """examples:
   convlens explain pool                      # 2x2 max pooling of the classic 4x4 example
   convlens explain pool --mode avg --pool 3 --stride 2 --padding 1
@@ -37,6 +37,7 @@ _EXAMPLES = {
   convlens explain architecture --model zoo:efficientnet-lite0""",
     "receptive-field": """examples:
   convlens explain receptive-field alexnet --stage conv3 --at 6,6
+  convlens explain receptive-field alexnet --stage conv3 --image photo.jpg   # drawn on your photo
   convlens explain receptive-field --net "conv(3, 3x3) relu maxpool(5)" --stage maxpool1 --at 30,45""",
     "shapes": """examples:
   convlens explain shapes alexnet
