@@ -58,7 +58,13 @@ MIN_OPSET = 7
 """The oldest default-domain opset convlens runs (onnxruntime's oldest)."""
 
 
+_ONNX: Any = None
+
+
 def _onnx() -> Any:
+    global _ONNX
+    if _ONNX is not None:
+        return _ONNX
     try:
         import onnx
         import onnx.checker  # noqa: F401
@@ -67,6 +73,7 @@ def _onnx() -> Any:
     except ImportError:
         raise ModelError("reading .onnx files needs the onnx and onnxruntime packages; "
                          "install them with pip install 'convlens[onnx]'") from None
+    _ONNX = onnx
     return onnx
 
 
@@ -334,10 +341,18 @@ class _Plan:
             types = {v.name: v for v in (*typed.graph.value_info, *typed.graph.output)}
         except Exception:  # (inference is only for the outputs' types)
             types = {}
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        # values of weights and constants alone: computed once, here (not copied out of
+        # every pass); where that fails, every pass returns them
+        folded = _fold_constants(ort, onnx, proto, klass, so)
+        consts.update(folded)
         graph_outputs = [o.name for o in g.output]
         taken = set(graph_outputs)
         for node in g.node:
             for o in node.output:
+                if klass.get(o) == "shape" or (klass.get(o) == "const" and folded):
+                    continue  # (not stages: nothing to read)
                 if o and o not in taken:
                     taken.add(o)
                     v = onnx.ValueInfoProto()
@@ -347,8 +362,6 @@ class _Plan:
                     else:
                         v.name = o
                     g.output.append(v)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
         try:
             plain = ort.InferenceSession(model.data, so, providers=["CPUExecutionProvider"])
             session = ort.InferenceSession(proto.SerializeToString(), so,
@@ -360,6 +373,25 @@ class _Plan:
         plan = cls(session, nodes, outputs, graph_outputs, klass, consts, model.opset, plain)
         plan.scopes = _scopes(nodes)
         return plan
+
+
+def _fold_constants(ort: Any, onnx: Any, proto: Any, klass: dict[str, str],
+                    so: Any) -> dict[str, np.ndarray]:
+    """Every value computed from weights and constants alone (an ``Identity`` of an
+    initializer, a ``Constant``, a transposed weight), from one run of those nodes."""
+    nodes = [n for n in proto.graph.node if any(klass.get(o) == "const" for o in n.output if o)]
+    if not nodes:
+        return {}
+    names = [o for n in nodes for o in n.output if o]
+    g = onnx.helper.make_graph(nodes, "constants", [], [onnx.ValueInfoProto(name=o) for o in names],
+                               initializer=list(proto.graph.initializer))
+    m = onnx.helper.make_model(g, opset_imports=list(proto.opset_import))
+    m.ir_version = proto.ir_version
+    try:
+        s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return {k: _readonly(v) for k, v in zip(names, s.run(names, {}))}
+    except Exception:
+        return {}
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
