@@ -7,7 +7,7 @@ from convlens import render
 from convlens.render.colorbar import colorbar, legend
 from convlens.render.layout import grid_layout, vstack
 from convlens.render.panel import finish, header, stage_record, wrap
-from convlens.render.scale import NORM_LABELS
+from convlens.render.scale import NORM_LABELS, count_nonfinite, nonfinite_note
 from convlens.render.text import INK, MUTED, SMALL, text_image, text_width
 from convlens.render.tiles import heat_pixels, tile as draw_tile
 from convlens.trace import Stage
@@ -42,10 +42,15 @@ def grid_by_blocks(st: Stage, image: int, norm: str, chs: list[int], scales: lis
         else:
             bar, bar_labels = colorbar(s, length, caption=f"{NORM_LABELS[norm]} · {s.cmap}")
             rec.update({k: v for k, v in s.as_meta().items()
-                        if k in ("vmin", "vmax", "cmap", "signed", "constant")})
+                        if k in ("vmin", "vmax", "cmap", "signed", "constant", "empty")})
         parts.append(bar)
     rec.update(labels=bar_labels, channels=chs, zoom=zoom)
     if note is not None:
         parts.append(legend([note], max(body.width, 360)))
         rec["notes"] = [note]
+    counts = count_nonfinite(x[chs])  # NaN and inf, counted and named under the grid
+    rec.update(nan=counts["nan"], inf=counts["inf"])
+    if nonfinite_note(counts):
+        parts.append(legend([nonfinite_note(counts)], max(body.width, 360)))
+        rec["nonfinite"] = nonfinite_note(counts)
     return finish(wrap(vstack(parts, gap=6), rec), {"view": "grid"})

@@ -303,3 +303,126 @@ def test_work_pool_arguments():
     assert pool.retry_after() == 1  # ceil(0.5 s * 4 jobs / 2 workers)
     pool.seconds = 0.6
     assert pool.retry_after() == 2
+
+
+# -- NaN and inf in every picture ---------------------------------------------------------
+from convlens import render  # noqa: E402
+from convlens.render.colorbar import legend  # noqa: E402
+from convlens.render.colormaps import BAD_COLOR  # noqa: E402
+from convlens.render.scaleset import ScaleSet  # noqa: E402
+from convlens.trace import Stage, Trace  # noqa: E402
+
+MAGENTA = tuple(int(v) for v in BAD_COLOR)
+
+
+def mk(arr, name="s", kind="conv", index=0) -> Stage:
+    return Stage(index, name, kind, "Op", np.asarray(arr, dtype=np.float32))
+
+
+def px(fig, tile, row, col):
+    z = int(tile["zoom"])
+    x0, y0, _, _ = tile["box"]
+    return tuple(int(v) for v in fig.to_array()[y0 + row * z + z // 2, x0 + col * z + z // 2])
+
+
+def colour(cmap, index):
+    return tuple(int(v) for v in render.lut(cmap)[index])
+
+
+def drawn_at_bottom(fig, lines, width, margin=10):
+    """The legend block of ``lines`` is the last thing drawn, at the left margin."""
+    block = np.asarray(legend(lines, width).image.convert("RGB"))
+    h, w = block.shape[:2]
+    return np.array_equal(fig.to_array()[-margin - h:-margin, margin:margin + w], block)
+
+
+def test_heatmap_counts_nan_and_inf_and_colours_the_rest_as_before():
+    x = np.array([[[[np.nan, 1.0, 2.0], [np.inf, -np.inf, 0.0]]]])
+    fig = render.heatmap(mk(x))
+    p = fig.meta["panels"][0]
+    t = p["tiles"][0]
+    note = "magenta = NaN (1 of 6 values) · +inf 1, -inf 1 drawn as the end colours"
+    assert (fig.meta["nan"], fig.meta["inf"], p["nan"], p["inf"]) == (1, 2, 1, 2)
+    assert p["nonfinite"] == note and p["labels"] == ["0", "2"]  # the finite range
+    # finite values exactly as without the NaN: 0 ... 2 on viridis, 1 -> row 128
+    assert [px(fig, t, 0, c) for c in (1, 2)] == [colour("viridis", 128), colour("viridis", 255)]
+    assert px(fig, t, 1, 2) == colour("viridis", 0)
+    assert px(fig, t, 0, 0) == MAGENTA
+    assert px(fig, t, 1, 0) == colour("viridis", 255) and px(fig, t, 1, 1) == colour("viridis", 0)
+    assert drawn_at_bottom(fig, [note], 300)
+    clean = render.heatmap(mk(np.nan_to_num(x, nan=1.0, posinf=2.0, neginf=0.0)))
+    assert (clean.meta["nan"], clean.meta["inf"]) == (0, 0)
+    assert "nonfinite" not in clean.meta["panels"][0]
+    assert clean.size[1] < fig.size[1]  # no line when there is nothing to name
+
+
+def test_an_all_nan_map_is_never_constant_0():
+    fig = render.heatmap(mk(np.full((1, 1, 2, 2), np.nan)))
+    p = fig.meta["panels"][0]
+    assert p["labels"] == ["no finite values"] and p["empty"] is True
+    assert (fig.meta["nan"], fig.meta["inf"]) == (4, 0)
+    assert p["nonfinite"] == "magenta = NaN (all 4 values)"
+    assert px(fig, p["tiles"][0], 1, 1) == MAGENTA
+    for norm in ("map", "stage", "standard"):
+        s = render.Scale.for_data(np.full((3, 3), np.nan), norm)
+        assert s.empty and s.describe() == "no finite values"
+        assert all("constant" not in label for _, label in s.ticks())
+    # all +inf: no finite value either; drawn as the top colour
+    inf = render.heatmap(mk(np.full((1, 1, 2, 2), np.inf)))
+    q = inf.meta["panels"][0]
+    assert q["labels"] == ["no finite values"] and (inf.meta["nan"], inf.meta["inf"]) == (0, 4)
+    assert px(inf, q["tiles"][0], 0, 0) == colour("viridis", 255)
+    # an all-zero map still is "constant 0"
+    assert render.heatmap(mk(np.zeros((1, 1, 2, 2)))).meta["panels"][0]["labels"] == \
+        ["constant 0"]
+
+
+def test_grid_labels_each_map_and_counts_all_of_them():
+    x = np.zeros((1, 3, 2, 2), np.float32)
+    x[0, 0] = np.nan                      # all NaN
+    x[0, 1] = [[1.0, np.inf], [3.0, 4.0]]  # one +inf
+    x[0, 2] = [[-1.0, 2.0], [np.nan, -np.inf]]
+    fig = render.grid(mk(x), norm="map")
+    p = fig.meta["panels"][0]
+    assert (fig.meta["nan"], fig.meta["inf"], p["nan"], p["inf"]) == (5, 2, 5, 2)
+    assert [t["labels"] for t in p["tiles"]] == [["#0", "no finite values"],
+                                                  ["#1", "0 ... 4"], ["#2", "-2 ... 2"]]
+    assert [t.get("empty", False) for t in p["tiles"]] == [True, False, False]
+    assert p["nonfinite"] == ("magenta = NaN (5 of 12 values) · +inf 1, -inf 1 drawn as "
+                              "the end colours")
+    t0, t1, t2 = p["tiles"]
+    assert px(fig, t0, 0, 0) == MAGENTA and px(fig, t2, 1, 0) == MAGENTA
+    assert px(fig, t1, 0, 1) == colour("viridis", 255) and px(fig, t1, 0, 0) == colour("viridis", 64)
+    assert px(fig, t2, 1, 1) == colour("RdBu_r", 0) and px(fig, t2, 0, 0) == colour("RdBu_r", 64)
+    sset = ScaleSet.per_map(x[0])
+    assert sset.describe() == [sset.scale(i).describe() for i in range(3)] == \
+        ["no finite values", "0 ... 4", "-2 ... 2"]
+    assert sset.compact() == ["no finite", "0..4", "±2"]
+    assert sset.metas() == [sset.scale(i).as_meta() for i in range(3)]
+    # the stage range ignores the NaN and the infs: -2 ... 4 -> a diverging -4 ... 4
+    shared = render.grid(mk(x), norm="stage").meta["panels"][0]
+    assert shared["labels"] == ["-4", "0", "4"] and shared["nan"] == 5
+
+
+def test_rgb_bars_and_journey_panels_count_too():
+    rgb = np.ones((1, 3, 2, 2), np.float32)
+    rgb[0, 1, 0, 0] = np.nan
+    fig = render.rgb(mk(rgb))
+    p = fig.meta["panels"][0]
+    assert (fig.meta["nan"], fig.meta["inf"]) == (1, 0) and p["notes"][-1] == p["nonfinite"]
+    assert px(fig, p["tiles"][0], 0, 0) == MAGENTA
+    assert px(fig, p["tiles"][0], 1, 1) == (255, 255, 255)
+    vec = np.array([[0.5, np.nan, np.inf, 1.0]], np.float32)
+    b = render.bars(mk(vec, "fc", "dense"))
+    assert (b.meta["nan"], b.meta["inf"]) == (1, 1)
+    assert b.meta["panels"][0]["nonfinite"] == ("magenta = NaN (1 of 4 values) · +inf 1, "
+                                                "-inf 0 drawn as the end colours")
+    conv = np.zeros((1, 2, 3, 3), np.float32)
+    conv[0, 0] = np.nan
+    trace = Trace([mk(conv, "conv1", "conv", 0), mk(vec, "fc", "dense", 1)],
+                  np.zeros((1, 3, 3, 3), np.float32), "numpy", "toy")
+    j = render.journey(trace)
+    panels = {q["stage"]: q for q in j.meta["panels"]}
+    assert (panels["conv1"]["nan"], panels["fc"]["nan"], panels["fc"]["inf"]) == (9, 1, 1)
+    assert panels["conv1"]["nonfinite"] in panels["conv1"]["notes"]
+    assert "nan" not in panels["input"] and (j.meta["nan"], j.meta["inf"]) == (10, 1)

@@ -19,7 +19,7 @@ from convlens.render.resolve import (
     as_stage, channel_scales, check_channels, check_image, check_int, check_options,
     require_spatial,
 )
-from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.scale import NORM_LABELS, Norm, count_nonfinite, nonfinite_note
 from convlens.render.scaleset import ScaleSet
 from convlens.render.text import (
     BACKGROUND, INK, LABEL, MUTED, SMALL, TEXT_MARGIN, TITLE, fit, fmt_many, line_height,
@@ -112,13 +112,19 @@ def grid(
             s = scales[0]
             bar, bar_labels = colorbar(s, length, caption=f"{NORM_LABELS[norm]} · {s.cmap}")
             rec.update({k: v for k, v in s.as_meta().items() if k in ("vmin", "vmax", "cmap", "signed",
-                                                                       "constant")})
+                                                                       "constant", "empty")})
         feet.append(bar)
     rec.update(labels=bar_labels, channels=chs, zoom=layout.zoom)
     if layout.compact:
         note = sset.compact_key()
         feet.append(legend([note], max(body.width, 360)))
         rec["notes"] = [note]
+    counts = count_nonfinite(maps)  # NaN (magenta) and inf (the end colours), named
+    rec.update(nan=counts["nan"], inf=counts["inf"])
+    bad = nonfinite_note(counts)
+    if bad:
+        feet.append(legend([bad], max(body.width, 360)))
+        rec["nonfinite"] = bad
     return _assemble(head, head_w, body, feet, rec)
 
 
@@ -161,7 +167,8 @@ def _assemble(head: list[tuple[str, int, tuple[int, int, int]]], head_w: int, bo
         canvas[y:y + f.height, m:m + f.width] = pack(np.asarray(f.image.convert("RGB")))
         y += f.height + _GAP
     panel = dict(rec, tiles=tiles, box=(m, m, m + width, m + height))
-    return Figure(to_image(canvas), {"view": "grid", "panels": [panel]})
+    return Figure(to_image(canvas), {"view": "grid", "panels": [panel], "nan": rec["nan"],
+                                     "inf": rec["inf"]})
 
 
 def _stamp_packed(region: np.ndarray, text: str, size: int, color: tuple[int, int, int]) -> None:

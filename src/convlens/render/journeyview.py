@@ -20,6 +20,7 @@ from convlens.render.figure import Figure
 from convlens.render.graphlayout import GraphLayout, Geometry, block_ranges, layout_graph, place, restrict, stage_graph
 from convlens.render.layout import Block, Placed, draw, hstack, place_pad, place_v, vstack
 from convlens.render.panel import MIN_TILE, finish, input_panel, network_input_panel, short_titles, stage_panel
+from convlens.render.panel import nonfinite_totals
 from convlens.render.predictionsview import predictions_panel
 from convlens.render.resolve import as_stage, check_images, check_int, check_options, shared_ranges, stage_range
 from convlens.render.scale import NORM_LABELS, Norm
@@ -224,7 +225,7 @@ def journey(
         at = _offset(outer, band)
         assert at is not None
         _arrows(drawn.image, geo, *at)
-    return Figure(drawn.image, dict(meta, panels=drawn.records))
+    return Figure(drawn.image, dict(meta, panels=drawn.records, **nonfinite_totals(drawn.records)))
 
 
 @shared_ranges()

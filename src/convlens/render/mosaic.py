@@ -122,13 +122,17 @@ class Mosaic:
         rows = zip(self.channels, sc.vmin.tolist(), sc.vmax.tolist(), sc.cmaps, sc.signed.tolist(),
                    sc.constant.tolist(), per_tile, boxes)
         if sc.mean is None or sc.std is None:
-            return [{"channel": ch, "vmin": a, "vmax": b, "cmap": cm, "signed": sg, "norm": norm,
+            recs = [{"channel": ch, "vmin": a, "vmax": b, "cmap": cm, "signed": sg, "norm": norm,
                      "constant": k, "labels": lab, "zoom": zf, "box": box}
                     for ch, a, b, cm, sg, k, lab, box in rows]
-        return [{"channel": ch, "vmin": a, "vmax": b, "cmap": cm, "signed": sg, "norm": norm,
-                 "constant": k, "mean": m, "std": sd, "labels": lab, "zoom": zf, "box": box}
-                for (ch, a, b, cm, sg, k, lab, box), m, sd in zip(rows, sc.mean.tolist(),
-                                                                   sc.std.tolist())]
+        else:
+            recs = [{"channel": ch, "vmin": a, "vmax": b, "cmap": cm, "signed": sg, "norm": norm,
+                     "constant": k, "mean": m, "std": sd, "labels": lab, "zoom": zf, "box": box}
+                    for (ch, a, b, cm, sg, k, lab, box), m, sd in zip(rows, sc.mean.tolist(),
+                                                                       sc.std.tolist())]
+        for i in sc.empty_indices():  # no finite value (Scale.as_meta says so too)
+            recs[i]["empty"] = True
+        return recs
 
 
 def _draw_labels(cells: np.ndarray, row: np.ndarray, col: np.ndarray, y: int, ox: np.ndarray,

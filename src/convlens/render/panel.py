@@ -22,20 +22,20 @@ from convlens.render.colormaps import CmapName
 from convlens.render.figure import Figure
 from convlens.render.layout import Block, pad, vstack
 from convlens.render.mosaic import heat_grid
-from convlens.render.resolve import channel_scales, rgb_range, vector_scale
-from convlens.render.scale import NORM_LABELS, Norm, Scale
+from convlens.render.resolve import channel_scales, drawn_nonfinite, rgb_range, vector_scale
+from convlens.render.scale import NORM_LABELS, Norm, Scale, nonfinite_note
 from convlens.render.scaleset import ScaleSet
 from convlens.render.text import INK, LABEL, MUTED, TITLE, fit, fmt, text_image, text_width, wrap_text
 from convlens.render.tiles import heat_tile, photo_pixels, rgb_pixels, tile
 
 __all__ = [
     "stage_panel", "input_panel", "header", "wrap", "stage_record", "rgb_legend", "per_map_note",
-    "MIN_TILE", "finish", "SCALE_KEYS", "short_title", "short_titles", "network_input",
+    "MIN_TILE", "finish", "SCALE_KEYS", "nonfinite_totals", "short_title", "short_titles", "network_input",
     "network_input_panel",
 ]
 
 MIN_TILE = 64
-SCALE_KEYS = ("vmin", "vmax", "cmap", "signed", "constant", "mean", "std")
+SCALE_KEYS = ("vmin", "vmax", "cmap", "signed", "constant", "mean", "std", "empty")
 """The Scale fields a panel record repeats at its top level when one scale is shared."""
 
 
@@ -202,9 +202,14 @@ def stage_panel(
             notes += per_map_note(scales)
     shown = title if title is not None else short_title(stage.name, width)
     parts = [header(shown, f"{stage.kind} · {stage.shape_str}", width), body, *footer]
+    counts = drawn_nonfinite(stage, image, None if view == "bars" else range(
+        3 if view == "rgb" else min(stage.channels, max_channels)))
+    bad = nonfinite_note(counts)  # NaN and inf named in the legend, counted in the record
+    notes += [bad] if bad else []
     if notes:
         parts.append(legend(notes, width))
     rec = stage_record(stage, image, norm, view)
+    rec.update(nan=counts["nan"], inf=counts["inf"], **({"nonfinite": bad} if bad else {}))
     if shared is not None:
         rec.update({k: v for k, v in shared.as_meta().items() if k in SCALE_KEYS})
     elif view == "rgb":
@@ -295,4 +300,12 @@ def network_input_panel(trace: Any, image: int, tile_px: int = 128) -> Block:
 def finish(block: Block, meta: dict[str, Any], margin: int = 10) -> Figure:
     """The final Figure: ``block`` with a white margin; ``meta["panels"]`` its records."""
     block = pad(block, margin, margin, margin, margin)
-    return Figure(block.image, dict(meta, panels=block.records))
+    return Figure(block.image, dict(meta, panels=block.records, **nonfinite_totals(block.records)))
+
+
+def nonfinite_totals(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """``{"nan": n, "inf": n}`` over the panel records that count them (none: ``{}``)."""
+    if not any("nan" in r for r in records):
+        return {}
+    return {"nan": sum(r.get("nan", 0) for r in records),
+            "inf": sum(r.get("inf", 0) for r in records)}

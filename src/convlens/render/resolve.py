@@ -13,12 +13,12 @@ import numpy as np
 from convlens.errors import RenderError
 from convlens.trace import Stage, Trace
 from convlens.render.colormaps import CmapName, check_cmap
-from convlens.render.scale import Norm, Scale, check_norm, finite_range
+from convlens.render.scale import Norm, Scale, check_norm, count_nonfinite, finite_range
 
 __all__ = [
     "as_stage", "check_image", "check_images", "check_channel", "check_channels",
     "require_spatial", "check_int", "stage_range", "channel_scales", "vector_scale",
-    "rgb_range", "check_options", "shared_ranges",
+    "rgb_range", "check_options", "shared_ranges", "drawn_nonfinite",
 ]
 
 Range = tuple[float, float]
@@ -198,3 +198,14 @@ def rgb_range(stage: Stage, image: int, norm: Norm, vrange: Range | None = None)
         r = _shared_range(stage, norm, vrange)
     lo, hi = r or (0.0, 0.0)
     return {"vmin": min(float(lo), 0.0), "vmax": max(float(hi), 0.0)}
+
+
+def drawn_nonfinite(stage: Stage, image: int, channels: Sequence[int] | None = None) -> dict:
+    """NaN and inf among the values a picture draws: image ``image`` of the stage, its
+    ``channels`` (None: all its values; a flat stage: its whole vector) -- see
+    :func:`~convlens.render.scale.count_nonfinite`."""
+    x = stage.output[image]
+    if channels is not None and stage.is_spatial:
+        chs = list(channels)
+        x = x[chs] if chs != list(range(x.shape[0])) else x
+    return count_nonfinite(x)

@@ -11,6 +11,11 @@ Rules (the "honest pictures" convention):
   diverging map over ``mean ± 3 sd`` (the scale keeps the real numbers).
 * Data holding a single value (``constant``) never divides by zero: an all-zero map
   is the low colour, a constant standardised map the middle colour.
+* NaN is drawn magenta (``BAD_COLOR``), +inf and -inf as the two end colours; the
+  ranges are those of the finite values.  Every picture counts them
+  (:func:`count_nonfinite`: ``meta["nan"]``, ``meta["inf"]``) and names them in its
+  caption (:func:`nonfinite_note`).  Data with no finite value gets an ``empty``
+  scale, labelled "no finite values", never "constant 0".
 
 Normalisation modes (``Norm``): ``"map"`` one range per channel map, ``"stage"`` one
 range over all channels and all images of the stage, ``"global"`` one range over
@@ -30,7 +35,8 @@ from convlens.render.colormaps import (
 )
 from convlens.render.text import fmt
 
-__all__ = ["Norm", "NORMS", "NORM_LABELS", "SIGMAS", "Scale", "check_norm", "finite_range"]
+__all__ = ["Norm", "NORMS", "NORM_LABELS", "SIGMAS", "Scale", "check_norm", "finite_range",
+           "count_nonfinite", "nonfinite_note", "NO_FINITE"]
 
 Norm = Literal["map", "stage", "global", "standard"]
 NORMS: tuple[str, ...] = get_args(Norm)
@@ -48,6 +54,42 @@ def check_norm(norm: object) -> Norm:
     if not isinstance(norm, str) or norm not in NORMS:
         raise RenderError(f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
     return norm  # type: ignore[return-value]
+
+
+NO_FINITE = "no finite values"
+"""The label of a scale whose data holds no finite value."""
+
+
+def count_nonfinite(arr: np.ndarray) -> dict[str, int]:
+    """``{"nan": n, "inf": n}`` of ``arr`` (``inf`` counts +inf and -inf), plus
+    ``"+inf"`` and ``"-inf"`` when there are some; ``"values"``: the size."""
+    a = np.asarray(arr)
+    out = {"nan": 0, "inf": 0, "values": int(a.size)}
+    if a.size == 0 or a.dtype.kind not in "fc":
+        return out
+    with np.errstate(invalid="ignore"):
+        if np.isfinite(a.min()) and np.isfinite(a.max()):  # NaN and inf would show here
+            return out
+    pos, neg = int(np.count_nonzero(a == np.inf)), int(np.count_nonzero(a == -np.inf))
+    out["nan"] = int(np.count_nonzero(np.isnan(a)))
+    out["inf"] = pos + neg
+    if out["inf"]:
+        out["+inf"], out["-inf"] = pos, neg
+    return out
+
+
+def nonfinite_note(counts: dict[str, int]) -> str | None:
+    """The caption line for :func:`count_nonfinite`'s counts (None: all finite), e.g.
+    ``magenta = NaN (3 of 64 values) · +inf 2, -inf 0 drawn as the end colours``."""
+    parts = []
+    n, total = counts.get("nan", 0), counts.get("values", 0)
+    if n:
+        how_many = f"all {n:,}" if n == total else f"{n:,} of {total:,}"
+        parts.append(f"magenta = NaN ({how_many} value{'s' if total != 1 else ''})")
+    if counts.get("inf", 0):
+        parts.append(f"+inf {counts.get('+inf', 0):,}, -inf {counts.get('-inf', 0):,} "
+                     "drawn as the end colours")
+    return " · ".join(parts) or None
 
 
 def finite_range(arr: np.ndarray) -> tuple[float, float] | None:
@@ -81,6 +123,8 @@ class Scale:
     """Standardised scales only: the map's mean (the middle colour) ..."""
     std: float | None = None
     """... and its standard deviation."""
+    empty: bool = False
+    """The data behind the scale holds no finite value (all NaN or inf, or nothing)."""
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -89,7 +133,8 @@ class Scale:
     ) -> "Scale":
         """The scale for data spanning ``[lo, hi]`` (None, None: no finite data)."""
         norm = check_norm(norm)
-        if lo is None or hi is None:
+        empty = lo is None or hi is None
+        if empty:
             lo = hi = 0.0
         lo, hi = float(lo), float(hi)
         if lo > hi:
@@ -103,7 +148,7 @@ class Scale:
         name = check_cmap(cmap) if cmap is not None else (
             DEFAULT_DIVERGING if signed else DEFAULT_SEQUENTIAL
         )
-        return cls(vmin, vmax, name, signed, norm, constant=lo == hi)
+        return cls(vmin, vmax, name, signed, norm, constant=lo == hi, empty=empty)
 
     @classmethod
     def for_data(cls, arr: np.ndarray, norm: Norm = "map", cmap: CmapName | None = None) -> "Scale":
@@ -123,7 +168,7 @@ class Scale:
         name = check_cmap(cmap) if cmap is not None else DEFAULT_DIVERGING
         return cls(
             mean - SIGMAS * std, mean + SIGMAS * std, name, True, "standard",
-            constant=std == 0.0, mean=mean, std=std,
+            constant=std == 0.0, mean=mean, std=std, empty=a.size == 0,
         )
 
     # -- mapping ------------------------------------------------------------
@@ -140,7 +185,9 @@ class Scale:
         span = self.vmax - self.vmin
         if span <= 0:  # one value: low colour, or the middle colour of a diverging scale
             fill = 0.5 if (self.signed or self.mean is not None) else 0.0
-            return np.where(np.isnan(a), np.nan, fill)
+            # +inf and -inf stay the end colours, NaN stays NaN
+            return np.where(np.isnan(a), np.nan,
+                            np.where(a == np.inf, 1.0, np.where(a == -np.inf, 0.0, fill)))
         with np.errstate(invalid="ignore"):
             return np.clip((a - self.vmin) / span, 0.0, 1.0)
 
@@ -163,6 +210,8 @@ class Scale:
         ``sigma_units`` labels a standardised scale "-3 sd / mean / +3 sd" (a bar shared
         by maps of different means); otherwise the labels are the real values.
         """
+        if self.empty:
+            return [(np.nan, NO_FINITE)]
         if self.constant and self.vmin == self.vmax:
             return [(self.vmin, f"constant {fmt(self.vmin)}")]
         if sigma_units and self.mean is not None:
@@ -175,6 +224,8 @@ class Scale:
 
     def describe(self) -> str:
         """One line, e.g. ``stage range 0 ... 3.21`` or ``constant 0``."""
+        if self.empty:
+            return NO_FINITE
         if self.mean is not None:
             text = f"mean {fmt(self.mean)}, sd {fmt(self.std or 0.0)}"
             return text + (" (constant)" if self.constant else "")
@@ -192,4 +243,6 @@ class Scale:
         if self.mean is not None:
             meta["mean"] = float(self.mean)
             meta["std"] = float(self.std or 0.0)
+        if self.empty:
+            meta["empty"] = True
         return meta

@@ -16,7 +16,7 @@ import numpy as np
 
 from convlens.render.colormaps import BAD_COLOR, DEFAULT_DIVERGING, DEFAULT_SEQUENTIAL, CmapName, lut, packed_lut
 from convlens.render.packed import pack_color
-from convlens.render.scale import Norm, Scale, finite_range
+from convlens.render.scale import NO_FINITE, Norm, Scale, finite_range
 from convlens.render.text import fmt_many
 
 __all__ = ["ScaleSet"]
@@ -40,6 +40,8 @@ class ScaleSet:
     std: np.ndarray | None = None
     finite: bool | None = None
     """The maps these scales were made from held no NaN (None: not known)."""
+    empty: np.ndarray | None = None
+    """Which scales' data held no finite value (``Scale.empty``; None: none did)."""
 
     def __len__(self) -> int:
         return len(self.cmaps)
@@ -55,9 +57,11 @@ class ScaleSet:
             lo = x.min(axis=(1, 2)).astype(np.float64)
             hi = x.max(axis=(1, 2)).astype(np.float64)
         bad = ~(np.isfinite(lo) & np.isfinite(hi))
+        empty = np.zeros(n, bool)
         for i in np.flatnonzero(bad):  # NaN or inf inside: the finite values' range
             r = finite_range(x[i])
             lo[i], hi[i] = r if r is not None else (0.0, 0.0)
+            empty[i] = r is None
         signed = lo < 0
         m = np.maximum(-lo, hi)
         vmin = np.where(signed, -m, 0.0)
@@ -66,7 +70,8 @@ class ScaleSet:
             cmaps = [cmap] * n
         else:
             cmaps = [DEFAULT_DIVERGING if s else DEFAULT_SEQUENTIAL for s in signed.tolist()]
-        return cls(vmin, vmax, signed, lo == hi, cmaps, "map", finite=not bad.any())
+        return cls(vmin, vmax, signed, lo == hi, cmaps, "map", finite=not bad.any(),
+                   empty=empty if empty.any() else None)
 
     @classmethod
     def from_scales(cls, scales: Sequence[Scale]) -> "ScaleSet":
@@ -80,6 +85,8 @@ class ScaleSet:
             [s.cmap for s in scales], scales[0].norm if scales else "map",
             np.array([s.mean for s in scales], np.float64) if std else None,
             np.array([s.std or 0.0 for s in scales], np.float64) if std else None,
+            empty=np.array([s.empty for s in scales], bool)
+            if any(s.empty for s in scales) else None,
         )
 
     def scale(self, i: int) -> Scale:
@@ -87,7 +94,8 @@ class ScaleSet:
         return Scale(float(self.vmin[i]), float(self.vmax[i]), self.cmaps[i],  # type: ignore[arg-type]
                      bool(self.signed[i]), self.norm, bool(self.constant[i]),
                      None if self.mean is None else float(self.mean[i]),
-                     None if self.std is None else float(self.std[i]))
+                     None if self.std is None else float(self.std[i]),
+                     self.empty is not None and bool(self.empty[i]))
 
     # -- colours ------------------------------------------------------------
     def colorize(self, x: np.ndarray) -> np.ndarray:
@@ -133,8 +141,10 @@ class ScaleSet:
                 np.multiply(u, 256.0, out=u)
         if flat.any():  # one value: the low colour, or the middle of a diverging scale
             fill = np.where(self.signed | (self.mean is not None), 128.0, 0.0)
-            for i in np.flatnonzero(flat):
-                u[i] = np.where(np.isnan(x[i]), np.nan, fill[i])
+            for i in np.flatnonzero(flat):  # (+inf and -inf: the end colours)
+                xi = x[i]
+                u[i] = np.where(np.isnan(xi), np.nan, np.where(
+                    xi == np.inf, 256.0, np.where(xi == -np.inf, 0.0, fill[i])))
         bad = None
         if not self._known_finite(x):
             mask = np.isnan(u)
@@ -172,7 +182,12 @@ class ScaleSet:
         if self.mean is not None and self.std is not None:
             for d, m, sd in zip(out, self.mean.tolist(), self.std.tolist()):
                 d["mean"], d["std"] = m, sd
+        for i in self.empty_indices():
+            out[i]["empty"] = True
         return out
+
+    def empty_indices(self) -> list[int]:
+        return [] if self.empty is None else np.flatnonzero(self.empty).tolist()
 
     def tops(self) -> list[str]:
         """``fmt(vmax)`` of every scale (formatted once per set)."""
@@ -184,10 +199,13 @@ class ScaleSet:
     def describe(self) -> list[str]:
         """``[s.describe() for s in scales]`` (numbers formatted for the whole set at once)."""
         if self.mean is not None and self.std is not None:
-            return [
+            out = [
                 f"mean {m}, sd {sd}" + (" (constant)" if k else "")
                 for m, sd, k in zip(fmt_many(self.mean), fmt_many(self.std), self.constant.tolist())
             ]
+            for i in self.empty_indices():
+                out[i] = NO_FINITE
+            return out
         hi = self.tops()
         if np.array_equal(self.vmin, np.where(self.signed, -self.vmax, 0.0)):
             # the usual ranges -m ... m and 0 ... m: fmt(-m) is "-" + fmt(m)
@@ -201,6 +219,8 @@ class ScaleSet:
                 out[i] = f"{out[i]} (constant data)"
             else:
                 out[i] = f"constant {lo[i] if lo is not None else hi[i]}"
+        for i in self.empty_indices():
+            out[i] = NO_FINITE
         return out
 
     def compact(self) -> list[str]:
@@ -209,17 +229,21 @@ class ScaleSet:
         ``all v`` for the one-value range ``v ... v``; ``m±s`` (mean ± sd) for a
         standardised map.  :meth:`compact_key` says so in words."""
         if self.mean is not None and self.std is not None:
-            return [f"{m}±{sd}" for m, sd in zip(fmt_many(self.mean), fmt_many(self.std))]
-        top = self.tops()
-        out = [f"±{t}" if s else f"0..{t}" for t, s in zip(top, self.signed.tolist())]
-        for i in np.flatnonzero(self.vmin == self.vmax).tolist():
-            out[i] = f"all {top[i]}"
+            out = [f"{m}±{sd}" for m, sd in zip(fmt_many(self.mean), fmt_many(self.std))]
+        else:
+            top = self.tops()
+            out = [f"±{t}" if s else f"0..{t}" for t, s in zip(top, self.signed.tolist())]
+            for i in np.flatnonzero(self.vmin == self.vmax).tolist():
+                out[i] = f"all {top[i]}"
+        for i in self.empty_indices():
+            out[i] = "no finite"
         return out
 
     def compact_key(self) -> str:
         """The line that explains :meth:`compact` labels (only the forms that occur)."""
         if self.mean is not None and self.std is not None:
-            return "under each tile: the map's mean±sd"
+            return "under each tile: the map's mean±sd" + (
+                " · no finite = NaN or ±inf only" if self.empty_indices() else "")
         parts = []
         for signed, form in ((True, "±m = -m ... m"), (False, "0..m = 0 ... m")):
             names = sorted({c for c, s in zip(self.cmaps, self.signed.tolist()) if s == signed})
@@ -227,4 +251,6 @@ class ScaleSet:
                 parts.append(f"{form} ({', '.join(names)})")
         if (self.vmin == self.vmax).any():
             parts.append("all v = every value is v")
+        if self.empty_indices():
+            parts.append("no finite = NaN or ±inf only")
         return "under each tile, its own colour range: " + " · ".join(parts)

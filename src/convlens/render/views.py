@@ -12,14 +12,23 @@ from convlens.render.gridview import grid
 from convlens.render.layout import vstack, zoom_factor
 from convlens.render.panel import SCALE_KEYS, finish, header, rgb_legend, stage_record, wrap
 from convlens.render.resolve import (
-    as_stage, channel_scales, check_channel, check_image, check_int, check_options, rgb_range,
-    require_spatial, vector_scale,
+    as_stage, channel_scales, check_channel, check_image, check_int, check_options,
+    drawn_nonfinite, rgb_range, require_spatial, vector_scale,
 )
-from convlens.render.scale import NORM_LABELS, Norm
+from convlens.render.scale import NORM_LABELS, Norm, nonfinite_note
 from convlens.render.text import fmt
 from convlens.render.tiles import heat_pixels, rgb_pixels, tile
 
 __all__ = ["rgb", "heatmap", "bars", "stage"]
+
+
+def _nonfinite(rec: dict, counts: dict) -> list[str]:
+    """Count NaN and inf in ``rec``; the caption line naming them (or none)."""
+    rec.update(nan=counts["nan"], inf=counts["inf"])
+    bad = nonfinite_note(counts)
+    if bad:
+        rec["nonfinite"] = bad
+    return [bad] if bad else []
 
 
 
@@ -52,6 +61,7 @@ def rgb(
     notes = rgb_legend(rng) + [f"RGB composite of channels 0, 1, 2 · {NORM_LABELS[norm]}"]
     title = header(st.name, f"{st.kind} · {st.op} · {st.shape_str} · image {i}", width)
     rec = stage_record(st, i, norm, "rgb")
+    notes += _nonfinite(rec, drawn_nonfinite(st, i))
     rec.update(vmin=rng["vmin"], vmax=rng["vmax"], labels=[], notes=notes, zoom=zoom)
     panel = wrap(vstack([title, body, legend(notes, width)], gap=5), rec)
     return finish(panel, {"view": "rgb"})
@@ -86,7 +96,9 @@ def heatmap(
     rec = stage_record(st, i, norm, "heatmap")
     rec.update({k: v for k, v in scale.as_meta().items() if k in SCALE_KEYS})
     rec.update(channel=c, labels=labels, zoom=zoom)
-    panel = wrap(vstack([header(st.name, sub, width), body, bar], gap=5), rec)
+    bad = _nonfinite(rec, drawn_nonfinite(st, i, [c]))
+    panel = wrap(vstack([header(st.name, sub, width), body, bar]
+                        + [legend(bad, width)] * bool(bad), gap=5), rec)
     return finish(panel, {"view": "heatmap"})
 
 
@@ -115,7 +127,9 @@ def bars(
     rec = stage_record(st, i, norm, "bars")
     rec.update({k: v for k, v in scale.as_meta().items() if k in SCALE_KEYS})
     rec.update(labels=labels)
-    panel = wrap(vstack([header(st.name, sub, max(body.width, 300)), body, bar], gap=5), rec)
+    bad = _nonfinite(rec, drawn_nonfinite(st, i))
+    panel = wrap(vstack([header(st.name, sub, max(body.width, 300)), body, bar]
+                        + [legend(bad, max(body.width, 300))] * bool(bad), gap=5), rec)
     return finish(panel, {"view": "bars"})
 
 
