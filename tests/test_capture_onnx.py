@@ -214,12 +214,14 @@ def test_selected_layers_and_notices(tmp_path):
     assert [s.sources for s in t] == [(-1,), (), ()]  # (their sources were not kept)
     full = convlens.capture(m, _image(16))
     # the ReduceMean's axes are a Constant node: computed, not a stage, and named
-    assert list(full.meta["notices"]) == ["1 computed value(s) of the ONNX graph are not stages; "
-                                    "1 from weights and constants alone: /Constant"]
+    assert list(full.meta["notices"]) == [
+        "1 computed value(s) of the ONNX graph are not stages; "
+        "1 from weights and constants alone: /Constant"]
 
 
 def _graph(nodes, inits=(), opset=17, shape=(1, 3, 4, 4), out_shape=None, domains=()):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+    g = helper.make_graph(nodes, "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT,
                                                          out_shape or shape)],
                           initializer=list(inits))
