@@ -223,7 +223,8 @@ def good_files(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
     x = torch.rand(1, 3, 16, 16)
-    return _save(model, x, "script", tmp_path), _save(model, x, "export", tmp_path)
+    # (traced: a traced plain Sequential used to crash the CLI with a traceback)
+    return _save(model, x, "trace", tmp_path), _save(model, x, "export", tmp_path)
 
 
 def test_bad_and_hostile_files_get_one_line_and_exit_2(tmp_path, good_files, capsys):
@@ -319,3 +320,20 @@ def test_attribution_on_a_file_says_one_line(tmp_path, good_files):
         with pytest.raises(ModelError, match="no backend") as err:
             adapter_for(model).function("backend")
         assert "\n" not in str(err.value)
+
+
+def test_layer_selection_and_storage_options_apply(tmp_path):
+    torch.manual_seed(1)
+    model = MODELS[0]().eval()  # ResNetish
+    x = torch.from_numpy(convlens.capture(model, _image(16)).model_input)
+    opts = dict(layers=["conv", "*.add"], dtype="float16", weights="none")
+    ref = convlens.capture(model, _image(16), **opts)
+    for fmt in FORMATS:
+        loaded = convlens.load_model(_save(model, x, fmt, tmp_path)).model
+        t = convlens.capture(loaded, _image(16), **opts)
+        assert t.names == ref.names, fmt
+        for s, r in zip(t, ref):
+            assert s.output.dtype == np.float16 and s.weights == {}, (fmt, s.name)
+            np.testing.assert_array_equal(s.output, r.output, err_msg=s.name)
+            assert [t.stages[i].name for i in s.sources if i >= 0] == \
+                [ref.stages[i].name for i in r.sources if i >= 0], s.name
