@@ -134,7 +134,8 @@ def capture_exported(ep: Any, x: np.ndarray, keep, options: CaptureOptions | Non
     opts = options or CaptureOptions()
     gm, ph = _placeholder(ep)
     val = ph.meta.get("val")
-    dtype = val.dtype if isinstance(val, torch.Tensor) and val.is_floating_point() else torch.float32
+    floating = isinstance(val, torch.Tensor) and val.is_floating_point()
+    dtype = val.dtype if floating else torch.float32
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype=dtype).clone()
     step = xt.shape[0]
     if isinstance(val, torch.Tensor) and val.dim() == xt.dim() and isinstance(val.shape[0], int):

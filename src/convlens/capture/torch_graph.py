@@ -34,13 +34,13 @@ NOOPS = frozenset({"contiguous", "clone", "detach", "alias", "to", "type_as", "l
 """aten ops whose output holds their input's values (checked: same dtype and shape);
 dropout only in eval mode (the adapters run eval mode)."""
 
-_RENAME = {"_convolution": "conv2d", "convolution": "conv2d", "hardtanh": "hardtanh",
+_RENAME = {"_convolution": "conv2d", "convolution": "conv2d",
            "upsample_nearest2d": "interpolate", "upsample_bilinear2d": "interpolate",
            "upsample_bicubic2d": "interpolate", "_adaptive_avg_pool2d": "adaptive_avg_pool2d",
            "max_pool2d_with_indices": "max_pool2d", "_softmax": "softmax",
            "_log_softmax": "log_softmax", "_native_batch_norm_legit_no_training": "batch_norm",
            "native_batch_norm": "batch_norm", "native_layer_norm": "layer_norm",
-           "native_group_norm": "group_norm", "sum": "sum", "_unsafe_view": "view"}
+           "native_group_norm": "group_norm", "_unsafe_view": "view"}
 
 
 class _Named:
@@ -82,7 +82,7 @@ def functional_args(name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple
         return f"conv{nd}d", [inp, w, b, stride, pad, dil, groups], {}
     if core in ("batch_norm", "_native_batch_norm_legit_no_training", "native_batch_norm"):
         a = list(args) + [None] * 8
-        if core == "_native_batch_norm_legit_no_training":  # (input, w, b, mean, var, momentum, eps)
+        if core == "_native_batch_norm_legit_no_training":  # (x, w, b, mean, var, momentum, eps)
             return "batch_norm", [a[0], a[3], a[4], a[1], a[2], False, a[5], a[6]], {}
         return "batch_norm", [a[0], a[3], a[4], a[1], a[2], a[5], a[6], a[7]], {}
     if core.startswith("upsample_"):

@@ -125,7 +125,8 @@ def _specialise(graph: Any, model: Any) -> None:
 def inlined(model: torch.jit.ScriptModule) -> Any:
     """``model.forward``'s graph with every call inlined, every node tagged, and the
     branches fixed for this run folded (:func:`_specialise`)."""
-    leaves = {name for name, m in model.named_modules() if name and not any(True for _ in m.children())}
+    leaves = {name for name, m in model.named_modules()
+              if name and not any(True for _ in m.children())}
     graph = model._c._get_method("forward").graph.copy()
     _inline(graph, model, "", leaves)
     torch._C._jit_pass_inline(graph)
@@ -370,7 +371,9 @@ def expected_input(model: torch.jit.ScriptModule) -> tuple[int | None, None]:
     except (RuntimeError, AttributeError):
         return None, None
     root = next(graph.inputs())
-    for n in graph.findAllNodes("aten::conv2d", True) + graph.findAllNodes("aten::_convolution", True):
+    convs = graph.findAllNodes("aten::conv2d", True) + \
+        graph.findAllNodes("aten::_convolution", True)
+    for n in convs:
         ins = list(n.inputs())
         names = _chain(ins[1], root)
         if names is None:
