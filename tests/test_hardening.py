@@ -303,6 +303,17 @@ def test_work_pool_arguments():
     assert pool.retry_after() == 1  # ceil(0.5 s * 4 jobs / 2 workers)
     pool.seconds = 0.6
     assert pool.retry_after() == 2
+    # a job is let in while the work ahead of it likely ends within max_wait
+    import anyio
+    from convlens.server.pool import Busy
+    pool = WorkPool(2, 10, max_wait=0.1875)
+    for pending, admitted in [(1, True), (4, True), (5, False), (12, False)]:
+        pool.seconds, pool.pending = 0.125, pending  # (each job run updates the average)  # (4 jobs: 3 ahead of the new one: 0.1875 s on 2 workers)
+        try:
+            assert anyio.run(pool.run, lambda: "done") == "done" and admitted
+        except Busy as exc:
+            assert not admitted and str(exc).startswith(f"the server is busy ({pending} ")
+        assert pool.pending == pending
 
 
 # -- NaN and inf in every picture ---------------------------------------------------------

@@ -13,12 +13,16 @@ import math
 import time
 from typing import Any, Callable, TypeVar
 
-__all__ = ["WORKERS", "QUEUE", "WorkPool", "Busy"]
+__all__ = ["WORKERS", "QUEUE", "MAX_WAIT_S", "WorkPool", "Busy"]
 
 WORKERS = 2
 """Jobs run at once (captures also take turns on the state's compute lock)."""
 QUEUE = 4
-"""Jobs that may wait for a worker."""
+"""Jobs that may wait for a worker ..."""
+MAX_WAIT_S = 0.15
+"""... as long as the work ahead of a new one is likely done within this many seconds
+(the average job's time so far x the jobs ahead / the workers): on a slow or busy
+machine the queue is shorter, so a request that is let in is answered in time."""
 
 T = TypeVar("T")
 
@@ -33,16 +37,16 @@ class Busy(Exception):
 
 
 class WorkPool:
-    """``workers`` threads' worth of work at a time, ``queue`` waiting (both >= 0,
-    workers >= 1).  Call :meth:`run` from the event loop only (its counters are not
-    locked: the loop is one thread)."""
+    """``workers`` threads' worth of work at a time, at most ``queue`` waiting (for at
+    most about ``max_wait`` seconds).  Call :meth:`run` from the event loop only (its
+    counters are not locked: the loop is one thread)."""
 
-    def __init__(self, workers: int = WORKERS, queue: int = QUEUE):
+    def __init__(self, workers: int = WORKERS, queue: int = QUEUE, max_wait: float = MAX_WAIT_S):
         import anyio
         if workers < 1 or queue < 0:
             raise ValueError(f"a work pool needs workers >= 1 and queue >= 0; got "
                              f"{workers} and {queue}")
-        self.workers, self.queue = workers, queue
+        self.workers, self.queue, self.max_wait = workers, queue, max_wait
         self.limiter = anyio.CapacityLimiter(workers)
         self.pending = 0
         """Jobs running or waiting."""
@@ -52,6 +56,10 @@ class WorkPool:
         """Tests: called in the worker thread before each job (e.g. ``event.wait``), so
         that the pool can be filled with jobs that block until the test lets them go."""
 
+    def wait_ahead(self) -> float:
+        """The likely wait of a job let in now: the jobs ahead of it, on the workers."""
+        return (self.pending - self.workers + 1) * self.seconds / self.workers
+
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the queue's work, at least 1."""
         return max(1, math.ceil(self.seconds * (self.pending + 1) / self.workers))
@@ -59,7 +67,8 @@ class WorkPool:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread; :class:`Busy` when the queue is full."""
         import anyio
-        if self.pending >= self.workers + self.queue:
+        if self.pending >= self.workers and (
+                self.pending >= self.workers + self.queue or self.wait_ahead() > self.max_wait):
             raise Busy(self.retry_after(), self.pending)
         self.pending += 1
         try:
