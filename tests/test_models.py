@@ -73,7 +73,8 @@ def test_a_scripted_module_of_any_shape_is_captured_from_its_graph(tmp_path):
 
 @pytest.mark.parametrize("name,content,message", [
     ("missing.keras", None, "no such model file"),
-    ("weights.onnx", b"x", "unsupported model file type '.onnx'"),
+    ("weights.caffemodel", b"x", "unsupported model file type '.caffemodel'"),
+    ("weights.onnx", b"x", "not an ONNX model"),
     ("broken.keras", b"garbage", "cannot load this Keras model"),
     ("broken.h5", b"garbage", "cannot load this Keras model"),
 ])
