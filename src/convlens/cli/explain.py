@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convlens.cli.common import add_network, add_out
+from convlens.cli.common import add_network, add_out, load_batch, trace_from_args
 from convlens.errors import ConvlensError, RenderError
 
 __all__ = ["add_parser", "run"]
@@ -160,10 +160,9 @@ def _trace(args):
         return None
     if args.model and args.net:
         raise RenderError("give either --model or --net, not both")
-    from convlens.pipeline import make_trace  # lazily: it imports the frameworks
-
     image = args.image or str(files("convlens") / "data" / "chelsea.png")
-    return make_trace(image, net=args.net, model=args.model, backend=args.backend, seed=args.seed)
+    # the same options and preprocessing as every other command
+    return trace_from_args(args, load_batch(args, [image]))
 
 
 def _need_stage(args, trace, kinds: tuple[str, ...]) -> str:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\rrendering stage {k}/{n}: {stage.name[:40]:<40}")
         stem = stage_file(stage.index, n, stage.name)
         for i in range(trace.batch_size):
-            suffix = f"_img{i}" if trace.batch_size > 1 else ""
+            suffix = f"_img{i:0{len(str(trace.batch_size - 1))}d}" if trace.batch_size > 1 else ""
             render.stage(stage, image=i, norm=args.norm).save(out / f"{stem}{suffix}.png")
     sys.stderr.write("\n")
     print(trace.summary())
