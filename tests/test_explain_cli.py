@@ -26,8 +26,10 @@ def fake_pipeline(monkeypatch):
     """convlens.pipeline.make_trace stand-in: the spec on a small random image."""
     calls = []
 
-    def make_trace(images, *, net=None, model=None, backend="torch", seed=0, layers=None):
-        calls.append(dict(images=images, net=net, model=model, backend=backend, seed=seed))
+    def make_trace(images, *, net=None, model=None, backend="torch", seed=0, layers=None,
+                   preprocess=None, weights=None, trust_model_code=False):
+        calls.append(dict(images=images, net=net, model=model, backend=backend, seed=seed,
+                          preprocess=preprocess))
         x = np.random.default_rng(seed).uniform(size=(1, 3, 30, 40))
         return numpy_trace(net, x, seed)
 
@@ -65,7 +67,9 @@ def test_real_network_stages(tmp_path, fake_pipeline, capsys):
     net = "conv(3, 3x3) relu maxpool(5)"
     cli.run(parse("conv", "--net", net, "--stage", "conv1", "--channel", "2", "--at", "10,20",
                   "--out", str(tmp_path)))
-    assert fake_pipeline[0]["net"] == net and fake_pipeline[0]["images"].endswith("chelsea.png")
+    assert fake_pipeline[0]["net"] == net and fake_pipeline[0]["preprocess"] is None
+    import convlens
+    np.testing.assert_array_equal(fake_pipeline[0]["images"][0], convlens.cat())  # the default
     assert (tmp_path / "conv_conv1_ch2.gif").exists()
     cli.run(parse("pool", "--net", net, "--stage", "maxpool1", "--at", "1,2", "--out", str(tmp_path)))
     assert (tmp_path / "pool_maxpool1_ch0.gif").exists()
