@@ -125,7 +125,9 @@ def load_state_dict(model: Any, weights: str | Path) -> None:
         raise ModelError(f"the factory built a {type(model).__name__}; expected a "
                          f"torch.nn.Module or keras.Model to load {path.name} into")
     try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on old pickle protocols: our line says it
+            warnings.simplefilter("ignore", UserWarning)
+            sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         msg = " ".join(str(exc).split())[:200]
         raise ModelError(f"{path}: cannot read it as a state dict with weights_only=True "
