@@ -22,8 +22,9 @@ from torch import nn
 from convlens.capture.torch import _leaves, describe_module
 from convlens.capture.torch_pass import StopPass, run_pass
 from convlens.capture.torch_pass import first_tensor as _first_tensor
+from convlens.capture.options import model_failed
 from convlens.capture.torch_plan import cached_plan, plan_for
-from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.errors import ConvlensError, ModelError
 from convlens.trace import nearest_names
 from convlens.attribute.base import LOGITS, Backend, Pass, Seed, StageInfo, wanted_stages
 
@@ -109,10 +110,7 @@ class TorchBackend(Backend):
                 except ConvlensError:
                     raise
                 except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise CaptureError(
-                        f"{self.name} failed on an input of shape {tuple(x.shape)} (B, C, H, W): "
-                        f"{msg}; check the image size and channels the model expects") from None
+                    raise model_failed(self.name, x.shape, exc) from None
                 out_t = _first_tensor(output)
                 obj_name, obj_t = target, None
                 if target == LOGITS:

@@ -33,6 +33,7 @@ import torch
 import torch.fx
 
 from convlens.capture.options import CaptureOptions, finish_stages
+from convlens.capture.torch_pass import first_tensor
 from convlens.capture.torch_graph import GraphStages, to_numpy
 from convlens.errors import CaptureError, ConvlensError, ModelError
 
@@ -150,7 +151,7 @@ def capture_exported(ep: Any, x: np.ndarray, keep, options: CaptureOptions | Non
                 rec = _Recorder(gm)
                 chunk = xt[start:start + step].clone()
                 out = rec.run(chunk)
-                result.append(_first_tensor(out))
+                result.append(first_tensor(out))
                 env = {n.name: v for n, v in rec.env.items()}
                 parts.append(_stages(gm, rec.outputs, {**env, ph.name: chunk}, keep, step))
     except ConvlensError:
@@ -182,19 +183,6 @@ def _model_name(ep: Any, gm: Any) -> str:
             cls = cls if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
             return cls.rsplit(".", 1)[-1]
     return "ExportedProgram"
-
-
-def _first_tensor(out: Any) -> Any:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        for o in out:
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    return None
 
 
 def expected_input(ep: Any) -> tuple[int | None, tuple[int, int] | None]:

@@ -18,8 +18,8 @@ import numpy as np
 from convlens.errors import CaptureError
 from convlens.nets.keras_backend import import_keras
 from convlens.trace import Deferred, Stage, _freeze
-from convlens.capture.options import finish_stages
-from convlens.capture.keras_pass import KerasPass, all_tensors as _all_tensors, first_tensor
+from convlens.capture.options import finish_stages, model_failed
+from convlens.capture.keras_pass import KerasPass, first_tensor
 
 __all__ = ["capture_keras", "run_pass", "expected_input", "describe_layer"]
 
@@ -248,12 +248,8 @@ def _call(model: Any, xt: Any, channels_last: bool) -> Any:
     except CaptureError:
         raise
     except Exception as exc:  # Keras raises many exception types for bad shapes
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CaptureError(
-            f"{model.name} failed on an input of shape {tuple(xt.shape)} "
-            f"({'B, H, W, C' if channels_last else 'B, C, H, W'}): {msg}; "
-            "check the image size and channels the model expects"
-        ) from None
+        raise model_failed(model.name, tuple(xt.shape), exc,
+                           f" ({'B, H, W, C' if channels_last else 'B, C, H, W'})") from None
 
 
 def _to_numpy(t: Any) -> np.ndarray:

@@ -113,3 +113,12 @@ def finish_stages(stages: list[Stage], opts: CaptureOptions, sink: DiskStore | N
         if sink is not None:
             s.output = sink.put(s.index, s.name, s.output)
     return stages
+
+
+def model_failed(name: str, shape: tuple[int, ...], exc: BaseException,
+                 layout: str = " (B, C, H, W)") -> CaptureError:
+    """The one-line error for a model that raised on its input (every adapter's)."""
+    text = str(exc).strip()
+    msg = text.splitlines()[0] if text else type(exc).__name__
+    return CaptureError(f"{name} failed on an input of shape {tuple(shape)}{layout}: "
+                        f"{msg[:300]}; check the image size and channels the model expects")

@@ -23,12 +23,12 @@ from torch import nn
 
 import weakref
 
-from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.errors import ConvlensError, ModelError
 from convlens.trace import Deferred, LazyStages, Stage
-from convlens.capture.options import CaptureOptions
+from convlens.capture.options import CaptureOptions, model_failed
 from convlens.capture.torch_derive import Settings, same_settings, settings_now
 from convlens.capture.torch_describe import _kind, describe_module
-from convlens.capture.torch_pass import Record, run_pass
+from convlens.capture.torch_pass import Record, device_dtype, run_pass
 from convlens.capture.torch_plan import Plan, cached_plan, plan_for
 from convlens.capture.torch_weights import shared_views
 from convlens.capture.torch_pass import first_tensor as _first_tensor
@@ -253,11 +253,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
     Returns the Stage list, the model's own output and the model's name.
     """
     opts = options or CaptureOptions()
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype if param.is_floating_point() else torch.float32
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
+    device, dtype = device_dtype(model)
     x = np.ascontiguousarray(x)
 
     def make_input() -> torch.Tensor:  # the model's own copy (see _record)
@@ -281,11 +277,7 @@ def capture_torch(model: nn.Module, x: np.ndarray, keep,
             except ConvlensError:
                 raise
             except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise CaptureError(
-                    f"{type(model).__name__} failed on an input of shape {tuple(x.shape)} "
-                    f"(B, C, H, W): {msg}; check the image size and channels the model expects"
-                ) from None
+                raise model_failed(type(model).__name__, x.shape, exc) from None
     finally:
         for m, mode in (modes or {}).items():
             m.training = mode

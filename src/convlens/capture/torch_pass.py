@@ -46,6 +46,16 @@ _Tensor = torch.Tensor
 _SCRIPT = torch.jit.ScriptModule
 
 
+def device_dtype(model: Any) -> tuple[Any, Any]:
+    """Where and in what float type a model computes: its first parameter's (float32 on
+    the CPU for a model without float parameters)."""
+    try:
+        param = next(model.parameters())
+    except StopIteration:
+        return torch.device("cpu"), torch.float32
+    return param.device, param.dtype if param.is_floating_point() else torch.float32
+
+
 def first_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, _Tensor):
         return value

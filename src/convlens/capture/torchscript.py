@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from convlens.capture.options import CaptureOptions, finish_stages
+from convlens.capture.options import CaptureOptions, finish_stages, model_failed
+from convlens.capture.torch_pass import device_dtype, first_tensor
 from convlens.capture.torch_graph import GraphStages, to_numpy
-from convlens.errors import CaptureError, ConvlensError, ModelError
+from convlens.errors import ConvlensError, ModelError
 
 __all__ = ["capture_torchscript", "expected_input", "load_torchscript", "instrumented"]
 
@@ -225,19 +226,6 @@ def _value(v: Any, values: tuple, slots: dict[int, int], model: Any, root: Any) 
     return None
 
 
-def _first_tensor(out: Any) -> Any:
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, dict):
-        out = list(out.values())
-    if isinstance(out, (list, tuple)):
-        for o in out:
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    return None
-
-
 def _is_tensor(v: Any) -> bool:
     t = v.type()
     if isinstance(t, torch._C.OptionalType):
@@ -327,11 +315,7 @@ def capture_torchscript(model: torch.jit.ScriptModule, x: np.ndarray, keep,
                         options: CaptureOptions | None = None):
     """Run ``model`` once on the channels-first batch ``x``; every op of its graph a stage."""
     opts = options or CaptureOptions()
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype if param.is_floating_point() else torch.float32
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.float32
+    device, dtype = device_dtype(model)
     modes = [(m, m.training) for m in model.modules()]
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
     if xt.data_ptr() == np.ascontiguousarray(x).ctypes.data:
@@ -349,15 +333,12 @@ def capture_torchscript(model: torch.jit.ScriptModule, x: np.ndarray, keep,
         except ConvlensError:
             raise
         except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CaptureError(
-                f"{_name(model)} failed on an input of shape {tuple(x.shape)} (B, C, H, W): "
-                f"{msg[:300]}; check the image size and channels the model expects") from None
+            raise model_failed(_name(model), x.shape, exc) from None
     finally:
         for m, mode in modes:
             if m.training != mode:
                 m.training = mode
-    out = _first_tensor(values[0] if inst.n_outputs == 1 else values[:inst.n_outputs])
+    out = first_tensor(values[0] if inst.n_outputs == 1 else values[:inst.n_outputs])
     if out is None:
         raise ModelError(f"{_name(model)} returned {type(values[0]).__name__}; expected a tensor")
     stages = finish_stages(g.stages, opts, opts.sink())
