@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from convlens.capture.torch_ops import OpInfo, op_info, op_params
+from convlens.capture.torch_pass import unique_op_name
 from convlens.trace import Stage
 
 __all__ = ["GraphStages", "aten_info", "functional_args", "to_numpy", "NOOPS"]
@@ -161,14 +162,7 @@ class GraphStages:
 
     # -- names ------------------------------------------------------------------------
     def _op_name(self, path: str, op: str) -> str:
-        base = f"{path}.{op}" if path else op
-        n = self._ops.get(base, 0)
-        while True:
-            name = base if n == 0 else f"{base}_{n}"
-            n += 1
-            if name not in self.taken:
-                self._ops[base] = n
-                return name
+        return unique_op_name(path, op, self._ops, self.taken)
 
     def _call_name(self, path: str) -> str:
         n = self._calls.get(path, 0) + 1

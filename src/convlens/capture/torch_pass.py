@@ -368,17 +368,21 @@ def _replayable(s: _Pass, op: str, args: tuple, kwargs: dict) -> tuple | None:
     return tuple(template)
 
 
-def _op_name(s: _Pass, op: str) -> str:
-    """``<module path>.<op>``, then ``_1``, ``_2``...: unique, never a module's name."""
-    path = s.path[-1]
+def unique_op_name(path: str, op: str, counts: dict[str, int], taken: Any) -> str:
+    """``<module path>.<op>``, then ``_1``, ``_2``...: unique, never a name in ``taken``
+    (the modules'); ``counts`` remembers how many of each were given."""
     base = f"{path}.{op}" if path else op
-    n = s.op_calls.get(base, 0)
+    n = counts.get(base, 0)
     while True:
         name = base if n == 0 else f"{base}_{n}"
         n += 1
-        if name not in s.taken:
-            s.op_calls[base] = n
+        if name not in taken:
+            counts[base] = n
             return name
+
+
+def _op_name(s: _Pass, op: str) -> str:
+    return unique_op_name(s.path[-1], op, s.op_calls, s.taken)
 
 
 def _record_op(s: _Pass, func: Any, info: Any, args: tuple, kwargs: dict, out: Any,
