@@ -3,7 +3,7 @@
 * :func:`list_images` — every image file under a folder, recursively, sorted by path.
 * :func:`calibrate` — the run's :class:`Plan`: the stages (default: a handful, see
   :func:`default_stages`), their shapes, the image size fed to the model and the
-  histogram bins, all from the first readable batch.
+  histogram bins, all from the first 32 files (the first group with a readable image).
 * :func:`run_shard` — the one function every engine runs: batches ``[start, stop)`` of
   the plan, each captured once and folded into a :class:`~convlens.atlas.state.State`.
 * :func:`run_local` — the default engine: :func:`run_shard` over the whole run in this
@@ -38,6 +38,8 @@ __all__ = ["ModelSpec", "Plan", "list_images", "default_stages", "calibrate", "r
 
 CHECKPOINT = "atlas-state.npz"
 MAX_DEFAULT_STAGES = 4
+CALIBRATION = 32
+"""Files the histogram bins are fixed from (the first ones with a readable image)."""
 
 
 # -- the model ----------------------------------------------------------------------------
@@ -185,8 +187,9 @@ class Plan:
 def default_stages(trace: Any, limit: int = MAX_DEFAULT_STAGES) -> list[str]:
     """A handful of stages worth an atlas: at each spatial resolution the network works at,
     its last merge stage (a residual block's output) or, without one, its last
-    convolution; ``limit`` of them spread from the first resolution to the last.  A
-    network with neither (an MLP) gets its last flat stage before the output."""
+    convolution — for the deepest ``limit`` resolutions.  (The first, largest maps hold
+    colour and edge detectors with fields of a few pixels, and cost the most to summarise:
+    ask for them by name.)  A network with neither (an MLP) gets its last dense stage."""
     by_size: dict[tuple[int, int], dict[str, str]] = {}
     for s in trace.stages:
         if len(s.shape) == 3 and s.kind in ("conv", "merge"):
@@ -195,10 +198,7 @@ def default_stages(trace: Any, limit: int = MAX_DEFAULT_STAGES) -> list[str]:
     if not picks:
         flat = [s.name for s in trace.stages if s.kind in ("dense", "conv")]
         return flat[-1:] or [trace.stages[0].name]
-    if len(picks) > limit:
-        idx = np.round(np.linspace(0, len(picks) - 1, limit)).astype(int)
-        picks = [picks[i] for i in sorted(set(idx.tolist()))]
-    return [p for p in picks if p is not None]
+    return [p for p in picks[-limit:] if p is not None]
 
 
 def _resolve_stages(trace: Any, stages: str | Sequence[str] | None) -> list[str]:
@@ -220,7 +220,8 @@ def _resolve_stages(trace: Any, stages: str | Sequence[str] | None) -> list[str]
 def calibrate(model: Any, preprocess: Any, root: str | os.PathLike[str], paths: Sequence[str],
               stages: str | Sequence[str] | None = None, k: int = 9, batch: int = 32,
               size: tuple[int, int] | None = None, description: str = "") -> Plan:
-    """The run's :class:`Plan` from its first readable batch: the stage names (``stages``:
+    """The run's :class:`Plan` from the first :data:`CALIBRATION` files (the first such
+    group with a readable image): the stage names (``stages``:
     names, kinds or globs; ``None``: :func:`default_stages`), their shapes, the image size
     (``size``, else the preprocessing's, else the first image's) and the histogram bins."""
     from convlens.capture import capture
@@ -233,9 +234,10 @@ def calibrate(model: Any, preprocess: Any, root: str | os.PathLike[str], paths: 
                             "e.g. 32")
     size = size or (getattr(preprocess, "size", None) if preprocess is not None else None)
     plan_size = tuple(int(v) for v in size) if size else None
-    n_batches = -(-len(paths) // batch)
-    for i in range(n_batches):
-        chunk = paths[i * batch:(i + 1) * batch]
+    # the first CALIBRATION files with a readable one (not the first batch: the bins must
+    # not depend on the batch size)
+    for i in range(0, len(paths), CALIBRATION):
+        chunk = paths[i:i + CALIBRATION]
         if plan_size is None:  # the first readable image's size
             from convlens.images import load_image
 
@@ -282,7 +284,7 @@ def run_shard(model: Any, preprocess: Any, plan: Plan, start: int, stop: int, *,
             for n, s in zip(names, plan.shapes):
                 if tuple(outputs[n].shape[1:]) != tuple(s):
                     raise ConvlensError(f"stage {n!r} gave {tuple(outputs[n].shape[1:])} for "
-                                        f"batch {i}; expected {tuple(s)} as in the first batch")
+                                        f"batch {i}; expected {tuple(s)} as in the first images")
         state = merge(state, batch_state(outputs, good, plan.k, plan.bins, i, bad, plan.meta()))
         if on_batch is not None:
             on_batch(i, state)

@@ -134,7 +134,7 @@ def crop_image(image: np.ndarray, rows: tuple[int, int] | None, cols: tuple[int,
         br0, br1, bc0, bc1 = box
         rect = ((bc0 - c0) * sx, (br0 - r0) * sy, (bc1 - c0 + 1) * sx - 1, (br1 - r0 + 1) * sy - 1)
         ImageDraw.Draw(pic).rectangle([round(v) for v in rect], outline=OUTLINE,
-                                      width=max(1, round(min(pic.size) / 48)))
+                                      width=max(2, round(min(pic.size) / 40)))
     return pic
 
 

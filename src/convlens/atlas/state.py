@@ -17,7 +17,7 @@ For every channel of every chosen stage a :class:`StageState` keeps
 * a **histogram of the responses** (one per image) over fixed, uniform bins: bin ``i``
   holds ``lo + i*width <= x < lo + (i+1)*width`` (computed as ``floor((x - lo) /
   width)``), plus a "below" and an "above" count.  ``lo`` and ``width`` are fixed once per
-  run from the first batch (:func:`histogram_bins`), rounded to two significant digits, and
+  run from the first 32 files (:func:`histogram_bins`), rounded to two significant digits, and
   stored in the state; merging checks they are equal.
 
 Memory is O(k x channels) per stage, whatever the number of images.
@@ -31,7 +31,6 @@ states that cover one batch twice is refused, so no image is ever counted twice.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -123,11 +122,11 @@ def _round_up(x: np.ndarray, digits: int = 2) -> np.ndarray:
 
 
 def histogram_bins(responses: np.ndarray, bins: int = BINS) -> tuple[np.ndarray, np.ndarray]:
-    """``(lo, width)`` per channel from the responses of the first batch, ``(B, C)``.
+    """``(lo, width)`` per channel from the responses ``(B, C)`` of the run's first images.
 
-    The bins span the first batch's range widened by a quarter below and three quarters
+    The bins span their range widened by a quarter below and three quarters
     above (later images often respond more), with a round ``width`` (two significant
-    digits) and ``lo`` a multiple of it, so a last-bit difference in the first batch's
+    digits) and ``lo`` a multiple of it, so a last-bit difference in those
     numbers (another thread count) does not move them.  A channel whose first-batch
     responses are all equal takes its stage's span (or 1)."""
     r = np.asarray(responses, dtype=np.float64)

@@ -37,7 +37,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--random-weights", action="store_true",
                    help="a zoo model with random (untrained) weights from --seed")
     p.add_argument("--stages", metavar="SEL", help="stages: names, kinds or globs, comma-"
-                   "separated (default: the last conv or merge stage at up to 4 resolutions)")
+                   "separated (default: the last merge or conv stage at each of the 4 "
+                   "deepest resolutions)")
     p.add_argument("-k", type=int, default=9, help="images kept per channel (default: %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="images per batch (default: %(default)s)")
     # --size (and the rest of the preprocessing) comes with add_network
@@ -64,6 +65,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from convlens.atlas import atlas
+    from convlens.capture.allocator import ensure_tuned
+
+    # a program of many captures: keep freed memory for the next batch (a process-wide
+    # glibc setting, so made here by the command, never by the library)
+    ensure_tuned()
 
     for name in ("k", "batch", "workers"):
         if getattr(args, name) < 1:
