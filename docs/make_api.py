@@ -17,7 +17,8 @@ from pathlib import Path
 MODULES = (
     "convlens", "convlens.render", "convlens.display", "convlens.report", "convlens.export",
     "convlens.analysis.stats", "convlens.analysis.predictions", "convlens.nets.zoo", "convlens.explain",
-    "convlens.attribute",
+    "convlens.attribute", "convlens.atlas", "convlens.preprocess", "convlens.capture",
+    "convlens.capture.adapters",
 )
 TARGET = Path(__file__).resolve().parent / "api.md"
 
