@@ -45,7 +45,7 @@ def predictions_panel(preds: Sequence, width: int = 200, title: str | None = Non
         index, name, prob = (p["index"], p["name"], p["probability"]) if isinstance(p, dict) \
             else (p[0], p[1], p[2])
         num = f"{float(prob):.3f}"
-        named = str(name) if str(name) == str(index) else f"{name} ({index})"
+        named = f"class {index}" if str(name) == str(index) else f"{name} ({index})"
         label = fit(f"{rank}. {named}", width - text_width(num, SMALL) - 6, SMALL)
         line = Image.new("RGB", (width, text_image(label, SMALL).height), (255, 255, 255))
         d = ImageDraw.Draw(line)
