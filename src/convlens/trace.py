@@ -135,8 +135,8 @@ _VIEWS: dict[str, Callable[..., Any]] = {}
 
 def register_view(name: str, function: Callable[..., Any]) -> None:
     """Make ``function`` what :class:`Trace`/:class:`Stage` call for ``name``
-    (``stage_html``, ``stage_png``, ``trace_html``, ``trace_png``, ``report``,
-    ``predictions``, ``stats``)."""
+    (``stage_html``, ``stage_png``, ``trace_html``, ``trace_png``, ``figure_html``,
+    ``report``, ``predictions``, ``stats``)."""
     _VIEWS[name] = function
 
 

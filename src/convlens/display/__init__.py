@@ -30,6 +30,6 @@ __all__ = [
 
 from convlens.trace import register_view as _register  # noqa: E402
 
-for _name, _fn in (("stage_html", stage_html), ("stage_png", stage_png),
+for _name, _fn in (("stage_html", stage_html), ("stage_png", stage_png), ("figure_html", figure_html),
                    ("trace_html", trace_html), ("trace_png", trace_png)):
     _register(_name, _fn)

@@ -50,6 +50,6 @@ class Figure:
         return self.to_png_bytes()
 
     def _repr_html_(self) -> str:  # Jupyter: at its own size, with what it shows
-        from convlens.display.views import figure_html
+        from convlens.trace import _view  # display/ registers it: render imports no consumer
 
-        return figure_html(self)
+        return _view("figure_html")(self)
