@@ -40,12 +40,14 @@ section.rp-stage{border-top:1px solid #e4e4e4;padding-top:.4em}
 """
 
 
-def page(title: str, nav: str, body: str) -> str:
+def page(title: str, nav: str, body: str, css: str = "") -> str:
     """A complete HTML document: ``nav`` in the sticky side bar, ``body`` in main, with
-    the Content-Security-Policy and referrer ``<meta>`` tags (:mod:`.security`)."""
+    the Content-Security-Policy and referrer ``<meta>`` tags (:mod:`.security`).  ``css``
+    is added to the style block before the policy hashes it (never after: the browser
+    would refuse the whole block)."""
     return harden_html("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{CSS}{PAGE_CSS}</style></head>"
+            f"<title>{html.escape(title)}</title><style>{CSS}{PAGE_CSS}{css}</style></head>"
             f"<body class='cl'><div class='rp-wrap'><nav id='contents'>{nav}</nav>"
             f"<main>{body}</main></div></body></html>\n")
 
