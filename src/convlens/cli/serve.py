@@ -6,8 +6,9 @@ import socket
 import sys
 import threading
 
-from convlens.cli.common import FORMATTER, add_network
-from convlens.errors import ConvlensError
+from convlens.cli.common import FORMATTER, add_network, model_options
+from convlens.errors import ConvlensError, ModelError
+from convlens.server.pool import QUEUE, WORKERS
 
 __all__ = ["add_parser", "run", "LOOPBACK"]
 
@@ -17,10 +18,13 @@ _EXAMPLES = """examples:
   convlens serve                       the toy-network editor, zoo models, the cat
   convlens serve --model zoo:efficientnet-lite0 --open
   convlens serve --model my_model.keras --port 8080
+  convlens serve --model mynet.py:ResCat --weights w.pt
   convlens serve --trace run.npz       a saved Trace (Trace.save), shown as it is
 
-The page: choose an image (the cat, a digit, your own: upload or drop it) and a model;
-see every stage, every channel, and how one value is computed.  Ctrl+C stops it.
+The page: choose an image (the cat, a digit, your own: upload or drop it) and a model
+(or load a .keras, .h5, .onnx or .pt2 file from the page), and a preprocessing preset;
+see every stage, every channel, and how one value is computed.  --model is loaded
+before the server starts: a bad file is one line and exit status 2.  Ctrl+C stops it.
 """
 
 
@@ -40,6 +44,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="open the page in a web browser")
     p.add_argument("--torch-threads", type=int, default=1, metavar="N",
                    help="PyTorch CPU threads per capture (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=WORKERS, metavar="N",
+                   help="requests computed at once (default: %(default)s)")
+    p.add_argument("--queue", type=int, default=QUEUE, metavar="N",
+                   help="requests that may wait for a worker; any more are answered "
+                        "503 with Retry-After (default: %(default)s)")
     return p
 
 
@@ -69,6 +78,25 @@ def _warm_up(app) -> None:
         pass
 
 
+def _check_model(app, model: str, options: dict) -> None:
+    """Load the ``--model`` before listening, through the same path the page uses; any
+    failure is one line (a loader's unexpected exception included)."""
+    from convlens.capture.factory import is_factory
+    if options["weights"] is not None and not is_factory(model):
+        raise ModelError(f"--weights {options['weights']} goes with --model MODULE:CALLABLE "
+                         f"(the code that builds the model); got --model {model}")
+    state = app.state.explorer
+    try:
+        state.model(state.default_model())
+    except ConvlensError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise ModelError(f"{model}: cannot load this model ({type(exc).__name__}: {text}); "
+                         "expected a complete, valid model file — save or export it again") \
+            from None
+
+
 def _url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
@@ -85,6 +113,13 @@ def run(args: argparse.Namespace) -> int:
     if args.torch_threads < 1:
         raise ConvlensError(f"--torch-threads {args.torch_threads} is not valid; "
                             "expected 1 or more")
+    if args.workers < 1 or args.queue < 0:
+        raise ConvlensError(f"--workers {args.workers} --queue {args.queue} is not valid; "
+                            "expected --workers 1 or more and --queue 0 or more")
+    options = model_options(args)
+    if options["weights"] is not None and not args.model:
+        raise ConvlensError(f"--weights {options['weights']} goes with --model MODULE:CALLABLE "
+                            "(the code that builds the model); add --model")
     loopback = args.host in LOOPBACK
     hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
     traces = {}
@@ -95,10 +130,9 @@ def run(args: argparse.Namespace) -> int:
         tr = Trace.load(path)  # a bad file: TraceError, one line
         traces[f"{Path(path).name}: {tr.model_name} ({len(tr)} stages)"] = tr
     app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads,
-                     traces=traces)
+                     traces=traces, workers=args.workers, queue=args.queue, **options)
     if args.model:  # load it now: a bad file is a one-line error, not a broken page
-        state = app.state.explorer
-        state.model(state.default_model())
+        _check_model(app, args.model, options)
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     url = _url(args.host, port)

@@ -7,6 +7,7 @@ loads its scripts from a CDN, which the Content-Security-Policy forbids):
 ``GET  /``                                               the page (static ES modules)
 ``GET  /api/info``                                       images, models, colour maps, limits
 ``POST /api/images``                                     upload an image (multipart ``file``)
+``POST /api/models``                                     upload a model file (multipart ``file``)
 ``POST /api/traces``                                     run a model: a binary frame
 ``GET  /api/traces/{tid}``                               a held trace's frame, again
 ``GET  /api/traces/{tid}/stages/{pos}/channels``         channels of one stage: a binary frame
@@ -19,7 +20,8 @@ loads its scripts from a CDN, which the Content-Security-Policy forbids):
 =======================================================  ===================================
 
 Every error is JSON ``{"error": {"status", "type", "message"}}``; no request ever
-names a file on the server.  Every response carries the headers of
+names a file on the server (an uploaded model is written under a name the server makes,
+in a folder it made).  Every response carries the headers of
 :mod:`convlens.report.security` (a Content-Security-Policy with no outside source,
 ``nosniff``, no framing, no referrer).
 """
@@ -37,23 +39,31 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from convlens.errors import ConvlensError, ImageError
+from convlens.errors import ConvlensError, ImageError, ModelError
+from convlens.preprocess import PRESETS
 from convlens.report import security
 from convlens.trace import Trace
 from convlens.server import compute, features
 from convlens.server.compute import DEFAULT_SPEC
 from convlens.server.arithmetic import explain_position
 from convlens.server.schemas import (
-    Explanation, ImageInfo, Info, ModelInfo, NormName, TraceRequest, UploadResult,
+    Explanation, ImageInfo, Info, ModelInfo, ModelUploadResult, NormName, TraceRequest,
+    UploadResult,
 )
 from convlens.server.pool import QUEUE, WORKERS, Busy, WorkPool
-from convlens.server.state import ExplorerState, Missing
+from convlens.server.state import (UPLOAD_FORMATS, ExplorerState, Missing, UnsupportedUpload,
+                                   upload_format)
 
-__all__ = ["create_app", "DEFAULT_SPEC", "MAX_UPLOAD_BYTES", "STATIC_DIR"]
+__all__ = ["create_app", "DEFAULT_SPEC", "MAX_UPLOAD_BYTES", "MAX_MODEL_BYTES", "STATIC_DIR"]
 
 log = logging.getLogger("convlens.server")
 
 MAX_UPLOAD_BYTES = 8 << 20
+"""The largest image upload, in bytes (``create_app(max_upload_bytes=...)``)."""
+MAX_MODEL_BYTES = 200 << 20
+"""The largest model-file upload, in bytes (``create_app(max_model_bytes=...)``)."""
+_MULTIPART_SLACK = 65536
+"""Bytes a multipart body may carry beyond its file (boundaries, part headers)."""
 STATIC_DIR = Path(__file__).parent / "static"
 _BINARY = {200: {"content": {"application/octet-stream": {}},
                  "description": "a binary frame: b'CLv1', uint32 LE header length, JSON "
@@ -62,6 +72,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "bad input (one-line message)"},
     404: {"description": "unknown id"},
     413: {"description": "upload too large"},
+    415: {"description": "a model file of a format the page does not load"},
     422: {"description": "request failed validation"},
 }
 _TRACE_ID = r"^t[0-9]{1,9}$"
@@ -87,13 +98,44 @@ def _safe_name(name: str | None) -> str:
     return base or "upload"
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class _Counted:
+    """An ASGI ``receive`` that stops a request body once it passes ``limit`` bytes
+    (whatever its ``Content-Length`` said)."""
+
+    def __init__(self, receive: Any, limit: int):
+        self.receive, self.limit, self.seen = receive, limit, 0
+
+    async def __call__(self):
+        message = await self.receive()
+        if message.get("type") == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                raise _TooLarge()
+        return message
+
+
+_MODEL_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {
+    "schema": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": f"a {', '.join(UPLOAD_FORMATS)} file"}}}}}}}
+
+
 def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_model_bytes: int = MAX_MODEL_BYTES,
                allowed_hosts: list[str] | None = None,
                torch_threads: int | None = None,
                traces: Sequence[Trace] | Mapping[str, Trace] = (),
-               workers: int = WORKERS, queue: int = QUEUE) -> FastAPI:
-    """The explorer app.  ``model`` is a model file or ``zoo:NAME`` offered on the page
-    (loaded on first use); ``allowed_hosts`` limits the ``Host`` header (a guard against
+               workers: int = WORKERS, queue: int = QUEUE,
+               weights: str | None = None, trust_model_code: bool = False) -> FastAPI:
+    """The explorer app.  ``model`` is a model file, ``zoo:NAME`` or ``MODULE:CALLABLE``
+    (with ``weights``, its state dict; ``trust_model_code`` allows a pickled module:
+    both as :func:`convlens.load_model` takes them) offered on the page (loaded on first
+    use); the page may also upload model files of :data:`~.state.UPLOAD_FORMATS` up to
+    ``max_model_bytes`` (``POST /api/models``); ``allowed_hosts`` limits the ``Host`` header (a guard against
     DNS rebinding when serving on loopback); ``torch_threads`` sets PyTorch's CPU threads
     before each capture (``convlens serve`` uses 1: on a small shared machine one thread
     is faster and steadier for these small batches).  ``traces`` are Traces made
@@ -103,7 +145,8 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     are answered 503 with ``Retry-After`` (:mod:`.pool`; ``app.state.pool``)."""
     from convlens import __version__
 
-    state = ExplorerState(cli_model=model, torch_threads=torch_threads)
+    state = ExplorerState(cli_model=model, torch_threads=torch_threads, weights=weights,
+                          trust_model_code=trust_model_code)
     items = traces.items() if isinstance(traces, Mapping) else ((None, t) for t in traces)
     for label, tr in items:
         compute.pin_trace(state, tr, label)
@@ -117,16 +160,20 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
         from starlette.middleware.trustedhost import TrustedHostMiddleware
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
 
+    limits = {"/api/images": (max_upload_bytes, "a smaller image"),
+              "/api/models": (max_model_bytes, "a smaller model file")}
+
     @app.middleware("http")
     async def limit_uploads(request: Request, call_next):
-        if request.method == "POST" and request.url.path == "/api/images":
+        if request.method == "POST" and request.url.path in limits:
+            limit, what = limits[request.url.path]
             length = request.headers.get("content-length")
             if length is None or not length.isdigit():
                 return _error(411, "LengthRequired", "an upload needs a Content-Length header; "
                               "send the file as multipart/form-data")
-            if int(length) > max_upload_bytes + 65536:
+            if int(length) > limit + _MULTIPART_SLACK:
                 return _error(413, "PayloadTooLarge", f"the upload is {int(length):,} bytes; "
-                              f"the limit is {max_upload_bytes:,} — send a smaller image")
+                              f"the limit is {limit:,} — send {what}")
         return await call_next(request)
 
     @app.exception_handler(Busy)
@@ -138,6 +185,10 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     @app.exception_handler(Missing)
     async def _missing(_: Request, exc: Missing):
         return _error(404, "NotFound", str(exc))
+
+    @app.exception_handler(UnsupportedUpload)
+    async def _unsupported(_: Request, exc: UnsupportedUpload):
+        return _error(415, "UnsupportedModelFormat", str(exc))
 
     @app.exception_handler(ConvlensError)
     async def _convlens(_: Request, exc: ConvlensError):
@@ -177,9 +228,11 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
             sequential=list(colormaps.SEQUENTIAL), diverging=list(colormaps.DIVERGING),
             default_sequential=colormaps.DEFAULT_SEQUENTIAL,
             default_diverging=colormaps.DEFAULT_DIVERGING,
-            limits={**compute.LIMITS, "upload_bytes": max_upload_bytes},
+            limits={**compute.LIMITS, "upload_bytes": max_upload_bytes,
+                    "model_bytes": max_model_bytes},
             features=features.available(),
             traces=[ModelInfo(id=e.id, label=e.cache["label"]) for e in state.pinned.values()],
+            presets=list(PRESETS), model_formats=dict(UPLOAD_FORMATS),
         )
 
     @app.post("/api/images", response_model=UploadResult, responses=_ERRORS,
@@ -197,12 +250,55 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
         h, w = entry.pixels.shape[:2]
         return UploadResult(id=entry.id, label=entry.label, height=h, width=w, note=entry.note)
 
+    @app.post("/api/models", response_model=ModelUploadResult, responses=_ERRORS,
+              openapi_extra=_MODEL_BODY,
+              summary="Upload a model file (.keras, .h5, .onnx, .pt2: formats that load "
+                      "without running code); it is offered among the models")
+    async def upload_model(request: Request) -> Any:
+        from starlette.formparsers import MultiPartException
+        body = Request(request.scope, _Counted(request.receive,
+                                                max_model_bytes + _MULTIPART_SLACK))
+        try:
+            form = await body.form(max_files=1, max_fields=4)
+        except _TooLarge:
+            return _error(413, "PayloadTooLarge", f"the upload is larger than the limit of "
+                          f"{max_model_bytes:,} bytes — send a smaller model file")
+        except MultiPartException as exc:
+            return _error(400, "BadRequest", f"the upload is not a readable multipart form "
+                          f"({exc.message}); send the file as multipart/form-data field 'file'")
+        try:
+            file = form.get("file")
+            if file is None or isinstance(file, str):
+                return _error(422, "ValidationError", "invalid request — file: a model file "
+                              "is required (multipart/form-data field 'file')")
+            label = _safe_name(file.filename)
+            suffix = upload_format(label)
+            size = file.size if file.size is not None else 0
+            if size > max_model_bytes:
+                return _error(413, "PayloadTooLarge", f"{label} is {size:,} bytes, larger than "
+                              f"the limit of {max_model_bytes:,} — send a smaller model file")
+            if size == 0:
+                raise ModelError(f"{label}: the file is empty (0 bytes); expected a "
+                                 f"{', '.join(UPLOAD_FORMATS)} model file")
+
+            def work():
+                file.file.seek(0)
+                entry = state.add_model_file(file.file, suffix, label)
+                from convlens.capture.adapters import adapter_for
+                return ModelUploadResult(id=entry.id, label=entry.label,
+                                         format=UPLOAD_FORMATS[suffix],
+                                         framework=adapter_for(entry.model).name)
+            return await pool.run(work)
+        finally:
+            await form.close()
+
     @app.post("/api/traces", responses={**_BINARY, **_ERRORS},
               summary="Run a model on an image; every stage's preview in one frame")
     async def make_trace(req: TraceRequest) -> Response:
         def work() -> bytes:
             entry, ms = compute.make_entry(state, req.image, req.model,
-                                           req.spec if req.model == "toy" else None, req.seed)
+                                           req.spec if req.model == "toy" else None, req.seed,
+                                           req.preprocess)
             return compute.journey_frame(entry, features.available(entry.trace,
                                                                    entry.model_id), ms)
         return Response(await pool.run(work), media_type="application/octet-stream")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from convlens.errors import SpecError
+from convlens.preprocess import describe_steps
 from convlens.trace import Stage, Trace
 from convlens.server.graph import consumers, inputs_of, merge_operation, positions
 from convlens.server.encode import encode_channels, finite_minmax, pack, quantize
@@ -83,37 +84,44 @@ def display_image(trace: Trace) -> np.ndarray:
 
 
 def make_entry(state: ExplorerState, image_id: str, model_id: str, spec: str | None,
-               seed: int) -> tuple[TraceEntry, float]:
-    """Capture one Trace and keep it; returns ``(entry, milliseconds)``."""
+               seed: int, preset: str | None = None) -> tuple[TraceEntry, float]:
+    """Capture one Trace and keep it; returns ``(entry, milliseconds)``.  ``preset`` (a
+    name in :data:`convlens.preprocess.PRESETS`) replaces the model's own preprocessing,
+    by :func:`convlens.pipeline.choose_preprocess` — the rule ``convlens run
+    --preprocess`` follows, so the model input is the same."""
+    from convlens.capture import capture
+    from convlens.pipeline import choose_preprocess
+
     img = state.image(image_id)
+    given = {"preset": preset} if preset is not None else None
     t0 = time.perf_counter()
     if model_id == "toy":
-        from convlens.capture import capture
         from convlens.nets import build
         spec = DEFAULT_SPEC if spec is None else spec
         if not spec.strip():
             raise SpecError("the toy network is empty; expected a spec such as "
                             "'conv(3, 3x3) relu maxpool(5)' — add a step")
         net = check_spec(spec, img.pixels.shape[:2])
+        pre = choose_preprocess(None, given)
         with state.compute_lock:
             state.set_threads()
             model = build(net, backend="torch", seed=seed, in_shape=(3, *img.pixels.shape[:2]))
-            trace = capture(model, img.pixels, name=net.text(),
+            trace = capture(model, img.pixels, name=net.text(), preprocess=pre,
                             meta={"spec": net.text(), "seed": seed, "backend": "torch"})
         spec = net.text()
     else:
-        from convlens.capture import capture
         m = state.model(model_id)
         meta: dict[str, Any] = dict(m.meta)
         if m.class_names is not None:
             meta["class_names"] = list(m.class_names)
+        pre = choose_preprocess(m.preprocess_for(img.pixels), given)
         with state.compute_lock:
             state.set_threads()
-            trace = capture(m.model, img.pixels, preprocess=m.preprocess_for(img.pixels),
-                            name=m.name, meta=meta)
+            trace = capture(m.model, img.pixels, preprocess=pre, name=m.name, meta=meta)
         spec = None
     ms = (time.perf_counter() - t0) * 1000
-    return state.add_trace(trace, image_id, model_id, spec, seed, display_image(trace)), ms
+    return state.add_trace(trace, image_id, model_id, spec, seed, display_image(trace), pre,
+                           preset), ms
 
 
 def pin_trace(state: ExplorerState, trace: Trace, label: str | None = None) -> TraceEntry:
@@ -216,6 +224,8 @@ def journey_frame(entry: TraceEntry, features: dict[str, bool], capture_ms: floa
             "framework": trace.framework, "image": entry.image_id, "spec": entry.spec,
             "seed": entry.seed, "original": list(trace.input.shape[1:3]),
             "preprocessing": _jsonable({"steps": trace.preprocessing})["steps"],
+            "preprocessing_text": describe_steps(trace.preprocessing),
+            "preset": entry.preset,
         },
         "input": {"blob": 0, "h": int(disp.shape[0]), "w": int(disp.shape[1])},
         "stages": stages,

@@ -64,7 +64,8 @@ def gradcam(state: Any, entry: Any, target: int | None) -> dict[str, Any]:
     pixels = state.image(entry.image_id).pixels
     with state.compute_lock:
         state.set_threads()
-        att = fn(m.model, pixels, target=target, preprocess=m.preprocess_for(pixels))
+        pre = entry.preprocess if entry.preprocess is not None else m.preprocess_for(pixels)
+        att = fn(m.model, pixels, target=target, preprocess=pre)
     cam = np.asarray(att.maps[0], dtype=np.float64)
     top = float(cam.max()) if cam.size else 0.0
     codes = np.round(cam / top * 255) if top > 0 else np.zeros_like(cam)

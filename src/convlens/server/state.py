@@ -1,7 +1,9 @@
 """What the explorer keeps between requests: images, loaded models and recent Traces.
 
 Everything is looked up by an id the server made; nothing a request sends is ever
-used as a file-system path.  Traces live in a small least-recently-used cache
+used as a file-system path: an uploaded model file is written to a folder the server
+made, under a name the server made (``m3.onnx``), and removed when the model is
+dropped or the server stops.  Traces live in a small least-recently-used cache
 bounded by their size in bytes; images in one bounded by count.  Captures run one at
 a time (``compute_lock``): capture hooks a model while it runs, so two captures of
 the same model must not overlap.
@@ -10,11 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import os
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -22,13 +29,46 @@ from convlens.errors import ConvlensError, ModelError
 from convlens.trace import Trace
 
 __all__ = ["ImageEntry", "ModelEntry", "TraceEntry", "ExplorerState", "Missing", "ZOO_MODELS",
-           "DIGIT_IDS"]
+           "DIGIT_IDS", "UPLOAD_FORMATS", "MAX_UPLOADED_MODELS", "upload_format",
+           "UnsupportedUpload"]
+
+log = logging.getLogger("convlens.server")
 
 ZOO_MODELS: dict[str, str] = {
     "zoo:lenet": "LeNet-5 (digits, trained)",
     "zoo:efficientnet-lite0": "EfficientNet-Lite0 (ImageNet, trained)",
 }
 DIGIT_IDS = tuple(f"digit-{d}" for d in range(10))
+
+UPLOAD_FORMATS: dict[str, str] = {
+    ".keras": "Keras (loaded in safe mode)",
+    ".h5": "Keras HDF5 (loaded in safe mode)",
+    ".onnx": "ONNX",
+    ".pt2": "torch.export program",
+}
+"""Model files the page may upload: the formats that load without running code from the
+file.  TorchScript (``.pt``) and pickles are for ``convlens serve --model`` only."""
+MAX_UPLOADED_MODELS = 4
+"""Uploaded models held at once; the oldest is dropped (and its file removed) first."""
+
+
+def upload_format(filename: str) -> str:
+    """The suffix of an uploaded model's name when it is one of :data:`UPLOAD_FORMATS`;
+    a one-line :class:`~convlens.errors.ModelError` (HTTP 415) for anything else."""
+    suffix = os.path.splitext(filename)[1].lower()
+    if suffix in UPLOAD_FORMATS:
+        return suffix
+    why = ("a TorchScript archive or a torch.save pickle, which can run code when loaded"
+           if suffix in (".pt", ".pth", ".ts", ".pkl", ".pickle", ".bin", ".ckpt")
+           else f"a {suffix!r} file" if suffix else "a file without a suffix")
+    raise UnsupportedUpload(
+        f"{filename}: {why}; the page loads only {', '.join(UPLOAD_FORMATS)} files, which load "
+        "without running code — export the model to ONNX or torch.export (.pt2), or start "
+        "convlens serve --model FILE for a TorchScript file you trust")
+
+
+class UnsupportedUpload(ModelError):
+    """A model file of a format the page does not load (HTTP 415)."""
 
 
 class Missing(ConvlensError, LookupError):
@@ -53,6 +93,8 @@ class ModelEntry:
     preprocess_for: Callable[[np.ndarray], Any]
     class_names: list[str] | None
     meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    """An uploaded model's file (the server's own copy), removed when the entry is dropped."""
 
 
 @dataclass
@@ -68,6 +110,11 @@ class TraceEntry:
     are drawn on it."""
     nbytes: int
     cache: dict[str, Any] = field(default_factory=dict)
+    preprocess: Any = None
+    """The :class:`~convlens.preprocess.Preprocess` the capture used (None: the toy
+    network's plain input), so Grad-CAM sees the same model input."""
+    preset: str | None = None
+    """The preset the request named (None: the model's own)."""
 
 
 class _LRU:
@@ -99,16 +146,25 @@ class ExplorerState:
     """The server's memory.  ``cli_model`` is the ``--model`` given on the command line."""
 
     def __init__(self, cli_model: str | None = None, max_trace_bytes: int = 768 << 20,
-                 max_images: int = 32, torch_threads: int | None = None):
+                 max_images: int = 32, torch_threads: int | None = None,
+                 weights: str | None = None, trust_model_code: bool = False,
+                 max_models: int = MAX_UPLOADED_MODELS):
         self.cli_model = cli_model
+        self.cli_options = {"weights": weights, "trust_model_code": trust_model_code}
+        """What :func:`convlens.capture.files.load_model` gets with ``cli_model``."""
         self.torch_threads = torch_threads
+        self.max_models = max_models
+        self.uploaded: list[str] = []
+        """Ids of uploaded models, oldest first."""
+        self._model_dir: str | None = None
+        self._model_ids = itertools.count(1)
         self.images = _LRU(max_images)
         self.traces = _LRU(64, max_trace_bytes)
         self.models: dict[str, ModelEntry] = {}
         self.pinned: dict[str, TraceEntry] = {}
         """Traces handed to the server (``create_app(traces=...)``, ``serve --trace``):
         kept for the server's life, never evicted."""
-        self.model_lock = threading.Lock()
+        self.model_lock = threading.RLock()
         self.compute_lock = threading.Lock()
         self._ids = itertools.count(1)
 
@@ -156,6 +212,8 @@ class ExplorerState:
         out = [("toy", "Toy network (editor)")] + list(ZOO_MODELS.items())
         if self.cli_model and not self.cli_model.startswith("zoo:"):
             out.append(("cli", f"{os.path.basename(self.cli_model)} (command line)"))
+        with self.model_lock:
+            out += [(m, f"{self.models[m].label} (uploaded)") for m in self.uploaded]
         return out
 
     def default_model(self) -> str:
@@ -169,6 +227,45 @@ class ExplorerState:
                 self.models[model_id] = self._load(model_id)
             return self.models[model_id]
 
+    def model_dir(self) -> Path:
+        """The server's own folder for uploaded model files (made on first use, removed
+        with everything in it when the state is dropped or the process ends)."""
+        with self.model_lock:
+            if self._model_dir is None:
+                self._model_dir = tempfile.mkdtemp(prefix="convlens-models-")
+                weakref.finalize(self, shutil.rmtree, self._model_dir, True)
+            return Path(self._model_dir)
+
+    def add_model_file(self, source: BinaryIO, suffix: str, label: str) -> ModelEntry:
+        """Copy an uploaded model file (``suffix`` from :func:`upload_format`) into the
+        server's folder under a new id, load it with :func:`~convlens.capture.files.
+        load_model` (archive checks first) and offer it; the oldest upload beyond
+        ``max_models`` is dropped.  Any failure is a one-line ModelError naming ``label``
+        (never the server's path), and the copy is removed."""
+        from convlens.capture.files import load_model
+        model_id = f"m{next(self._model_ids)}"
+        path = self.model_dir() / f"{model_id}{suffix}"
+        try:
+            with open(path, "xb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            with self.compute_lock:  # loaders (Keras above all) take turns with captures
+                self.set_threads()
+                lm = load_model(path)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise _as_model_error(exc, path, label) from None
+        meta = {**lm.meta, "file": label}
+        entry = ModelEntry(model_id, label, lm.model, label, lm.preprocess_for,
+                           lm.class_names, meta, path)
+        with self.model_lock:
+            self.models[model_id] = entry
+            self.uploaded.append(model_id)
+            while len(self.uploaded) > self.max_models:
+                old = self.models.pop(self.uploaded.pop(0), None)
+                if old is not None and old.path is not None:
+                    old.path.unlink(missing_ok=True)
+        return entry
+
     def _load(self, model_id: str) -> ModelEntry:
         if model_id in ZOO_MODELS:
             from convlens.nets import zoo
@@ -177,9 +274,13 @@ class ExplorerState:
                               zm.preprocess_for, zm.class_names, {"zoo": zm.name})
         if model_id == "cli" and self.cli_model:
             from convlens.capture.files import load_model
-            lm = load_model(self.cli_model)
-            return ModelEntry("cli", lm.name, lm.model, lm.name, lambda _img: lm.preprocess,
+            lm = load_model(self.cli_model, **self.cli_options)
+            return ModelEntry("cli", lm.name, lm.model, lm.name, lm.preprocess_for,
                               lm.class_names, dict(lm.meta))
+        if model_id.startswith("m") and model_id[1:].isdigit():
+            raise Missing(f"model {model_id!r} is not held by this server any more (it keeps "
+                          f"the {self.max_models} most recent uploads); expected a model from "
+                          "the list — upload the file again")
         raise ModelError(f"unknown model {model_id!r}; expected one of "
                          f"{', '.join(m for m, _ in self.model_choices())}")
 
@@ -192,11 +293,13 @@ class ExplorerState:
 
     # -- traces ----------------------------------------------------------------------
     def add_trace(self, trace: Trace, image_id: str, model_id: str, spec: str | None,
-                  seed: int, display: np.ndarray) -> TraceEntry:
+                  seed: int, display: np.ndarray, preprocess: Any = None,
+                  preset: str | None = None) -> TraceEntry:
         tid = f"t{next(self._ids)}"
         nbytes = trace.input.nbytes + sum(
             s.output.nbytes + sum(w.nbytes for w in s.weights.values()) for s in trace.stages)
-        entry = TraceEntry(tid, trace, image_id, model_id, spec, seed, display, nbytes)
+        entry = TraceEntry(tid, trace, image_id, model_id, spec, seed, display, nbytes,
+                           preprocess=preprocess, preset=preset)
         self.traces.put(tid, entry, nbytes)
         return entry
 
@@ -217,6 +320,19 @@ class ExplorerState:
                              "keeps the most recent ones); expected the id of a recent trace "
                              "— compute it again")
         return hit
+
+
+def _as_model_error(exc: Exception, path: Path, label: str) -> ConvlensError:
+    """``exc`` as one line about ``label``: the server's path never reaches the client;
+    an unexpected loader failure (a file that fools the loader) is a ModelError too."""
+    text = " ".join(str(exc).split())
+    for where in (str(path), path.name):
+        text = text.replace(where, label)
+    if isinstance(exc, ConvlensError):
+        return exc if str(exc) == text else type(exc)(text)
+    log.warning("loading an uploaded model failed", exc_info=exc)
+    return ModelError(f"{label}: cannot load this model ({type(exc).__name__}: {text[:300]}); "
+                      "expected a complete, valid file — save or export it again")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -54,6 +54,13 @@ export async function uploadImage(file) {
   return (await check(await fetch("/api/images", { method: "POST", body: form }))).json();
 }
 
+// A model file (.keras, .h5, .onnx, .pt2) for the server to load: {id, label, format, framework}.
+export async function uploadModel(file) {
+  const form = new FormData();
+  form.append("file", file, file.name || "model");
+  return (await check(await fetch("/api/models", { method: "POST", body: form }))).json();
+}
+
 export function channelsURL(traceId, pos, start, count, maxSide) {
   return `/api/traces/${traceId}/stages/${pos}/channels?start=${start}&count=${count}&max_side=${maxSide}`;
 }

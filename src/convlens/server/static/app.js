@@ -1,6 +1,6 @@
 // The explorer page: wires the image and model choices, the toy-network editor, the
 // journey, the stage grid and the channel view together.  No build step: plain ES modules.
-import { ApiError, getFrame, getJSON, postTrace, uploadImage } from "./api.js";
+import { ApiError, getFrame, getJSON, postTrace, uploadImage, uploadModel } from "./api.js";
 import { stageLink } from "./arithmetic.js";
 import { ChannelView } from "./channelview.js";
 import { NORM_LABELS, Palette, drawColorbar, fmt, scaleFor } from "./colour.js";
@@ -34,7 +34,8 @@ async function requestTrace(reason, t0 = performance.now()) {
   if (state.ctrl) state.ctrl.abort();
   state.ctrl = new AbortController();
   const model = $("#model-select").value;
-  const body = { image: $("#image-select").value, model, seed: 0 };
+  const body = { image: $("#image-select").value, model, seed: 0,
+    preprocess: $("#preprocess-select").value || null };
   if (model === "toy") { body.spec = editor.spec(); body.seed = editor.seedValue(); }
   status(`computing… (${reason})`);
   document.body.setAttribute("aria-busy", "true");
@@ -78,6 +79,7 @@ function showTrace(frame) {
   $("#arch-btn").hidden = !h.features.architecture;
   showPredictions(h);
   showModelInfo(h);
+  showPreprocessing(h);
   // stay on the same stage (by name, else by position) when the network changes
   let pos = -1;
   if (prev) {
@@ -101,11 +103,24 @@ function showModelInfo(h) {
       `elsewhere: ${h.stages.length} stages, ${merges} merge${merges === 1 ? "" : "s"}. It shows the ` +
       `image it was captured on (${h.trace.original[0]}x${h.trace.original[1]}); choose a model to pick images again.`;
   } else if (!toy) {
-    const steps = h.trace.preprocessing.filter((p) => p.op !== "layout").map((p) => p.op).join(", ");
+    const steps = h.trace.preprocessing_text;
     $("#model-text").textContent = `${h.trace.model} (${h.trace.framework}), ${h.stages.length} stages. ` +
       `Input ${h.trace.original[0]}x${h.trace.original[1]}` +
-      (steps ? `, preprocessing: ${steps}; the pictures show the input at the model's size.` : ".");
+      (steps !== "none" ? `, preprocessing: ${steps}; the pictures show the input at the model's size.` : ".");
   }
+}
+
+// The preprocessing the trace used, next to the journey's input: the steps as
+// convlens.preprocess.describe_steps writes them, and where they came from.
+function showPreprocessing(h) {
+  const held = h.trace.model_id === "held";
+  $("#preprocess-select").disabled = held;
+  const line = $("#preprocess-line");
+  const source = held ? "as captured" : h.trace.preset ? `preset ${h.trace.preset}` : "the model's own";
+  const label = document.createElement("b");
+  label.textContent = "input preprocessing";
+  line.replaceChildren(label, ` (${source}): ${h.trace.preprocessing_text}`);
+  line.title = `input preprocessing (${source}): ${h.trace.preprocessing_text}`;
 }
 
 function showPredictions(h) {
@@ -235,19 +250,63 @@ async function upload(file) {
   }
 }
 
+// -- model files ------------------------------------------------------------------
+async function loadModelFile(file) {
+  if (!file) return;
+  const t0 = performance.now();
+  const limit = state.info.limits.model_bytes;
+  try {
+    if (file.size > limit) {  // the server says the same; no need to send it
+      throw new ApiError(413, "PayloadTooLarge", `${file.name} is ${file.size.toLocaleString("en")} bytes, ` +
+        `larger than the limit of ${limit.toLocaleString("en")} — send a smaller model file`);
+    }
+    status(`loading the model ${file.name}…`);
+    const res = await uploadModel(file);
+    const sel = $("#model-select");
+    let opt = [...sel.options].find((o) => o.value === res.id);
+    if (!opt) {
+      opt = new Option(`${res.label} (uploaded)`, res.id);
+      sel.append(opt);
+    }
+    sel.value = res.id;
+    state.stage = -1; state.channel = 0;
+    await requestTrace("model file", t0);
+  } catch (err) {
+    showError(err);
+    status("the model file was refused; the page shows the previous model");
+  } finally {
+    $("#model-input").value = "";
+  }
+}
+
+// Drop a file: onto the model area (the Model controls, the model panel) it is a model
+// file; anywhere else an image.
 function setupDrop() {
   const overlay = $("#drop-overlay");
   let depth = 0;
   const hasFiles = (e) => [...(e.dataTransfer?.types || [])].includes("Files");
+  const modelArea = (e) => e.target instanceof Element && e.target.closest(".drop-model");
+  let marked = null;
+  const mark = (area) => {
+    if (marked === area) return;
+    if (marked) marked.classList.remove("drop-target");
+    marked = area;
+    if (area) area.classList.add("drop-target");
+    overlay.classList.toggle("model", !!area);
+    overlay.textContent = area ? "Drop the model file to load it (.keras, .h5, .onnx, .pt2)"
+      : "Drop the image to upload it";
+  };
+  const done = () => { depth = 0; overlay.hidden = true; mark(null); };
   document.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; overlay.hidden = false; } });
-  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) overlay.hidden = true; });
-  document.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) done(); });
+  document.addEventListener("dragover", (e) => { if (hasFiles(e)) { e.preventDefault(); mark(modelArea(e)); } });
   document.addEventListener("drop", (e) => {
     if (!hasFiles(e)) return;
     e.preventDefault();
-    depth = 0;
-    overlay.hidden = true;
-    upload(e.dataTransfer.files[0]);
+    const forModel = modelArea(e);
+    done();
+    if (forModel) loadModelFile(e.dataTransfer.files[0]);
+    else upload(e.dataTransfer.files[0]);
   });
 }
 
@@ -292,6 +351,13 @@ async function main() {
   const modelSel = $("#model-select");
   for (const m of info.models) modelSel.append(new Option(m.label, m.id));
   for (const t of info.traces || []) modelSel.append(new Option(t.label, `held:${t.id}`));
+  const preSel = $("#preprocess-select");
+  for (const name of info.presets || []) preSel.append(new Option(name, name));
+  const formats = Object.keys(info.model_formats || {});
+  if (formats.length) {
+    $("#model-input").accept = formats.join(",");
+    $("#model-btn").title = `a ${formats.join(", ")} file (up to ${Math.round(info.limits.model_bytes / 2 ** 20)} MB); or drop one here`;
+  }
   modelSel.value = info.default_model;
   // a held trace opens first; #trace=tN in the address opens that one
   const asked = /^#trace=(t[0-9]{1,9})$/.exec(location.hash);
@@ -315,6 +381,9 @@ async function main() {
   $("#cmap-select").addEventListener("change", recolour);
   $("#upload-btn").addEventListener("click", () => $("#upload-input").click());
   $("#upload-input").addEventListener("change", (e) => upload(e.target.files[0]));
+  $("#model-btn").addEventListener("click", () => $("#model-input").click());
+  $("#model-input").addEventListener("change", (e) => loadModelFile(e.target.files[0]));
+  preSel.addEventListener("change", () => requestTrace("preprocessing"));
   $("#error-close").addEventListener("click", clearError);
   $("#arch-btn").addEventListener("click", showArchitecture);
   $("#gradcam-toggle").addEventListener("change", toggleGradcam);
