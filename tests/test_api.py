@@ -35,7 +35,7 @@ def test_errors_are_also_builtin_exceptions():
 # the subpackages' public names, pinned like the top level's
 SUBPACKAGES = {
     'analysis': ['StatsTable', 'compare', 'describe_stage', 'trace_predictions', 'trace_stats', 'with_predictions'],
-    'atlas': ['ModelSpec', 'Plan', 'StageState', 'State', 'atlas', 'default_stages', 'list_images', 'merge', 'run_shard'],
+    'atlas': ['AtlasResult', 'ModelSpec', 'Plan', 'StageState', 'State', 'atlas', 'default_stages', 'list_images', 'load', 'merge', 'run_shard'],
     'attribute': ['Attribution', 'Maximization', 'Method', 'SanityReport', 'SanityStep', 'Stimulus', 'TopStimuli', 'attribute', 'cam', 'gradcam', 'gradcam_plus_plus', 'gradient_x_input', 'layercam', 'mass_fraction', 'maximize', 'maximize_figure', 'method_named', 'methods', 'overlay', 'overlay_map', 'register_method', 'saliency', 'sanity', 'sanity_figure', 'smoothgrad', 'spearman', 'ssim', 'stimuli_figure', 'top_stimuli'],
     'capture': ['capture', 'default_preprocess', 'expected_input', 'framework_of'],
     'cli': ['command_modules', 'main'],

@@ -344,5 +344,153 @@ def test_toy_net_on_dask_survives_a_lost_worker(toy_folder, cluster, tmp_path):
                 _crash_marker=str(marker))
     assert marker.exists()      # a worker died in the middle of a shard; it was run again
     _check_toy(res.data, 5)
+    # the model and the plan went to the workers by plugins, removed again from this
+    # cluster of the user's
+    left = cluster.client.run(lambda: sorted(__import__(
+        "convlens.atlas.dask_engine", fromlist=["_SHIPPED"])._SHIPPED))
+    assert left and all(v == [] for v in left.values())
     local = atlas(toy_folder, _toy_model(), stages="conv1", k=5, batch=2, progress=False)
     _same_atlas(res.data, local.data)
+
+
+# -- activation maximisation beside the crops ----------------------------------------------
+def _png_rgb(data: bytes) -> np.ndarray:
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def toy_maximized(toy_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy-max")
+    return atlas(toy_folder, _toy_model(), stages="conv1", k=5, batch=4, out=out,
+                 progress=False, maximize=True, maximize_steps=64)
+
+
+def test_maximisation_shows_what_each_hand_set_channel_wants(toy_maximized, toy_folder, tmp_path):
+    res, out = toy_maximized, toy_maximized.out
+    data = res.data
+    (stage,) = data["stages"]
+    assert data["maximize"]["settings"]["steps"] == 64 and data["maximize"]["notes"] == []
+    assert data["maximize"]["settings"]["size"] == [16, 16]      # the size the model sees
+    assert "maximize" not in data["run"] and "maximize_seconds" in data["run"]
+    means = []
+    for ch in stage["channels"]:
+        mx = ch["maximization"]
+        assert mx["image"] == f"maximize/conv1/{ch['channel']}.png"
+        assert mx["final"] > mx["start"] + 0.1                     # the ascent climbed
+        pic = np.asarray(Image.open(out / mx["image"]))
+        assert pic.shape == (16, 16, 3)
+        means.append(pic.reshape(-1, 3).mean(axis=0))
+    grey, negative, red, green = means
+    # channel 2 sees only red (a 3x3 box): its image is red; green and blue untouched
+    assert red[0] > red[1] + 25 and red[0] > red[2] + 25
+    assert abs(red[1] - red[2]) < 3
+    # channel 3 sees only green
+    assert green[1] > green[0] + 25 and green[1] > green[2] + 25
+    # channel 0 sums the three colours: a bright grey; channel 1 subtracts them: a dark grey
+    assert np.ptp(grey) < 3 and np.ptp(negative) < 3 and grey.mean() > 150 > 100 > negative.mean()
+    # on the page, beside that channel's crops
+    page = (out / "conv1.html").read_text()
+    assert page.count("<img ") == 4 * 5 + 4
+    row = page.split("id='c2'")[1].split("id='c3'")[0]
+    assert row.count("<img ") == 6 and "activation maximisation of channel 2" in row
+    assert "activation maximisation" in (out / "index.html").read_text()
+    # seeded: the same run writes the same pictures and the same JSON
+    again = atlas(toy_folder, _toy_model(), stages="conv1", k=5, batch=4, out=tmp_path,
+                  progress=False, maximize=True, maximize_steps=64, pages=False)
+    assert _no_run(again.data) == _no_run(data)
+    for c in range(4):
+        assert (tmp_path / f"maximize/conv1/{c}.png").read_bytes() == \
+            (out / f"maximize/conv1/{c}.png").read_bytes()
+
+
+def test_maximisation_needs_gradients_torchscript_gets_a_note(toy_folder, tmp_path):
+    import torch
+
+    from convlens.atlas.maximize import NEEDS_GRADIENTS
+
+    scripted = torch.jit.trace(_toy_model().eval(), torch.zeros(1, 3, 16, 16))
+    res = atlas(toy_folder, scripted, k=2, batch=8, out=tmp_path, progress=False,
+                maximize=True)
+    assert res.data["maximize"] == {"note": NEEDS_GRADIENTS + " (this is a torchscript model)"}
+    assert not (tmp_path / "maximize").exists()
+    assert not any("maximization" in ch for s in res.data["stages"] for ch in s["channels"])
+    for page in [tmp_path / "index.html", *(tmp_path / f"{s['name']}.html" for s in res.data["stages"])]:
+        assert page.read_text().count(NEEDS_GRADIENTS) == 1, page
+
+
+def test_cli_maximize_respects_page_channels(toy_folder, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["atlas", str(toy_folder), "--net", TOY, "--stages", "conv1,maxpool1", "-k", "2",
+                 "--quiet", "--maximize", "--maximize-steps", "2", "--maximize-size", "12",
+                 "--page-channels", "2", "-o", str(out)]) == 0
+    for stage in ("conv1", "maxpool1"):
+        assert sorted(p.name for p in (out / "maximize" / stage).iterdir()) == ["0.png", "1.png"]
+        assert Image.open(out / "maximize" / stage / "0.png").size == (12, 12)
+    data = json.loads((out / "atlas.json").read_text())
+    assert [("maximization" in ch) for ch in data["stages"][0]["channels"]] == [True, True, False, False]
+    capsys.readouterr()
+    assert main(["atlas", str(toy_folder), "--net", TOY, "--maximize", "--maximize-steps", "0",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--maximize-steps 0" in err
+
+
+# -- the notebook view and load() -----------------------------------------------------------
+def _imgs(html_text: str) -> list[tuple[str, str]]:
+    """(alt, src) of every <img> in order."""
+    import re
+
+    return re.findall(r'<img src="([^"]+)" alt="([^"]*)"', html_text)
+
+
+def test_notebook_view_shows_the_top_images_in_order(toy_maximized):
+    import base64
+
+    res = toy_maximized
+    html_text = res._repr_html_()
+    assert "<script" not in html_text and 'src="http' not in html_text
+    rows = html_text.split("<div class='at-row'>")[1:]
+    assert len(rows) == 4 and "<details" not in html_text       # 4 channels, first=4
+    exp0, exp3 = _expected_toy(5)
+    for c, exp in ((0, exp0), (3, exp3)):
+        imgs = _imgs(rows[c])
+        assert [alt for _, alt in imgs] == [n for n, _, _ in exp] + \
+            [f"activation maximisation of channel {c}"]
+    # the first picture is channel 0's best crop (p02, grey level 250), shrunk to 48 px
+    src = _imgs(rows[0])[0][0]
+    assert src.startswith("data:image/png;base64,")
+    pic = _png_rgb(base64.b64decode(src.split(",", 1)[1]))
+    assert max(pic.shape[:2]) <= 48 and (np.abs(pic - 250) <= 1).all(axis=-1).any()
+    # the last picture of channel 2's row is its maximisation: red
+    mx = _png_rgb(base64.b64decode(_imgs(rows[2])[-1][0].split(",", 1)[1]))
+    assert mx[..., 0].mean() > mx[..., 1].mean() + 25
+    # first=1, limit=3: channel 0 shown, 1 and 2 behind "show all" (lazy), 3 left out
+    small = res.to_html(first=1, limit=3)
+    shown, hidden = small.split("<details", 1)
+    assert shown.count("<div class='at-row'>") == 1
+    assert hidden.count("<div class='at-row'>") == 2 and "show channels 0..2 (2 more)" in hidden
+    assert hidden.count('loading="lazy"') == 2 * 6 and "channels 0..2 of 4 included" in hidden
+    # without an output folder the crops are cut in memory: the same pictures
+    mem = atlas(res.plan.root, _toy_model(), stages="conv1", k=5, batch=4, progress=False)
+    assert mem.out is None
+    assert [a for a in _imgs(mem.to_html())] == [a for a in _imgs(html_text) if
+                                               not a[1].startswith("activation")]
+
+
+def test_load_reads_an_atlas_folder_back(toy_maximized, tmp_path):
+    from convlens.atlas import load
+
+    res = toy_maximized
+    back = load(res.out)
+    assert back.data == res.data and back.plan is None and back.out == res.out
+    for name, s in res.state.stages.items():
+        assert np.array_equal(back.state.stages[name].top_path, s.top_path)
+        assert np.array_equal(back.state.stages[name].top_value, s.top_value)
+    assert back._repr_html_() == res._repr_html_()
+    with pytest.raises(ConvlensError, match="no atlas.json"):
+        load(tmp_path)
+    (tmp_path / "atlas.json").write_text('{"format": 99}')
+    with pytest.raises(ConvlensError, match="atlas format 99"):
+        load(tmp_path)

@@ -24,8 +24,12 @@ Pitfalls handled:
   folder, removed at the end, unless one is given).
 * **The model is loaded once per worker**, not per task: a :class:`ModelSpec` is loaded
   inside the worker and cached by spec in a module-level dict of that worker process; a
-  model object is sent once to every worker (``scatter(broadcast=True)``).  The plan (the
-  file list) is scattered once too.
+  model object is sent to every worker once, and so is the plan (the file list), each
+  by a worker plugin (:func:`ship`) that the scheduler also installs in a worker that
+  joins or is restarted later, and that is removed at the end of the run.  (Not by
+  ``scatter(broadcast=True)``: Dask's active memory manager drops the extra copies of
+  scattered data within seconds, and a lost worker holding the last one loses it for
+  good — the run then fails with "lost scattered data".)
 * **Images are read by the workers** from the plan's folder: on a real cluster it must
   be a path every worker sees (a shared or network file system mounted at the same
   place).
@@ -40,6 +44,8 @@ import logging
 import os
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -49,7 +55,8 @@ from convlens.atlas.engine import (
 )
 from convlens.atlas.state import State, merge, save_state
 
-__all__ = ["start_cluster", "run_dask", "WORKER_ENV", "import_distributed"]
+__all__ = ["start_cluster", "run_dask", "WORKER_ENV", "import_distributed", "ship", "unship",
+           "Shipped"]
 
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_MMAP_THRESHOLD_": str(64 << 20)}
 """glibc settings a local cluster's worker processes start with (see module docs)."""
@@ -200,17 +207,58 @@ def start_cluster(workers: int = 2, scheduler: str | None = None, *,
     return Cluster(client, cluster, scratch, env, time.perf_counter() - t0)
 
 
+_SHIPPED: dict[str, Any] = {}
+"""In a worker process: the objects shipped to it (:func:`ship`), by token."""
+
+
+@dataclass(frozen=True)
 class Shipped:
-    """A model object and its preprocessing, sent to every worker once (one object:
-    ``scatter`` would send a tuple's items separately)."""
+    """What a task is given instead of an object shipped to every worker: its token."""
 
-    def __init__(self, model: Any, preprocess: Any) -> None:
-        self.model, self.preprocess = model, preprocess
+    token: str
 
 
-def ship(client: Any, model: Any, preprocess: Any) -> Any:
-    """``model`` on every worker of ``client``, once: a future to pass to the tasks."""
-    return client.scatter(Shipped(model, preprocess), broadcast=True, hash=False)
+class _Carrier:
+    """A worker plugin that puts one object into :data:`_SHIPPED` of each worker process
+    (and takes it out again when unregistered)."""
+
+    def __init__(self, token: str, payload: Any) -> None:
+        self.name, self.payload = token, payload
+
+    def setup(self, worker: Any) -> None:
+        _SHIPPED[self.name] = self.payload
+
+    def teardown(self, worker: Any) -> None:
+        _SHIPPED.pop(self.name, None)
+
+
+def ship(client: Any, payload: Any, what: str = "model") -> Shipped:
+    """``payload`` on every worker of ``client`` (now and joining later), once; pass the
+    returned :class:`Shipped` to the tasks and :func:`unship` it at the end."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class Carrier(_Carrier, WorkerPlugin):
+        pass
+
+    token = f"convlens-atlas-{what}-{uuid.uuid4().hex}"
+    client.register_plugin(Carrier(token, payload), name=token)
+    return Shipped(token)
+
+
+def unship(client: Any, ref: Any) -> None:
+    """Remove what :func:`ship` put on the workers (nothing for anything else)."""
+    if isinstance(ref, Shipped):
+        with contextlib.suppress(Exception):  # a closing cluster: nothing left to clean
+            client.unregister_worker_plugin(ref.token)
+
+
+def _received(ref: Any) -> Any:
+    if isinstance(ref, Shipped):
+        if ref.token not in _SHIPPED:
+            raise ConvlensError(f"{ref.token} is not on this Dask worker; expected it to be "
+                                "installed by the run's worker plugin")
+        return _SHIPPED[ref.token]
+    return ref
 
 
 def _worker_model(ref: Any) -> tuple[Any, Any]:
@@ -218,14 +266,15 @@ def _worker_model(ref: Any) -> tuple[Any, Any]:
         if ref not in _MODELS:
             _MODELS[ref] = load_spec(ref)
         return _MODELS[ref]
-    return ref.model, ref.preprocess
+    return _received(ref)
 
 
-def _shard_task(ref: Any, plan: Plan, start: int, stop: int,
+def _shard_task(ref: Any, plan: Any, start: int, stop: int,
                 crash_marker: str | None = None) -> State:
     """What a worker runs: one shard.  ``crash_marker`` (tests only): the first worker
     to run a shard while the file does not exist creates it and dies."""
     model, preprocess = _worker_model(ref)
+    plan = _received(plan)
     if crash_marker is not None and not os.path.exists(crash_marker):
         Path(crash_marker).touch()
         os._exit(1)
@@ -263,9 +312,12 @@ def run_dask(cluster: Cluster, ref: Any, plan: Plan, *, out: str | os.PathLike[s
     if shard_batches is None:
         shard_batches = max(1, min(64, -(-left // (4 * workers))))
     shards = shards_of(plan, state, shard_batches)
+    shipped = []
     if isinstance(ref, tuple):  # (model, preprocess): sent to every worker once
-        ref = ship(client, *ref)
-    plan_ref = client.scatter(plan, broadcast=True, hash=False)
+        ref = ship(client, ref)
+        shipped.append(ref)
+    plan_ref = ship(client, plan, "plan")
+    shipped.append(plan_ref)
     futures = {}
     for a, b in shards:
         f = client.submit(_shard_task, ref, plan_ref, a, b, crash_marker,
@@ -297,6 +349,8 @@ def run_dask(cluster: Cluster, ref: Any, plan: Plan, *, out: str | os.PathLike[s
         raise
     finally:
         bar.close()
+        for r in shipped:
+            unship(client, r)
     if ckpt is not None:
         save_state(state, ckpt)
     return state, {"workers": workers, "shards": len(shards), "shard_batches": shard_batches}

@@ -8,9 +8,12 @@
 * ``crops/STAGE/cCCCC-R.png``: the receptive field of the maximum (rank ``R`` of channel
   ``CCCC``) cut from the image as the model saw it (after resizing), with some context
   around it and the field outlined; enlarged with nearest-neighbour pixels when small.
+* ``maximize/STAGE/C.png`` (``maximize=True``): channel ``C``'s activation-maximisation
+  image (:mod:`convlens.atlas.maximize`), listed per channel in ``atlas.json``
+  (``"maximization"``) with its settings under the top-level ``"maximize"`` key.
 * ``STAGE.html`` per stage and ``index.html``: offline and self-contained like the report
-  (pictures as ``data:`` URIs, no script, no URL): per channel its top-k crops, a
-  histogram of its responses and its dead fraction.
+  (pictures as ``data:`` URIs, no script, no URL): per channel its top-k crops (and its
+  maximisation image), a histogram of its responses and its dead fraction.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -26,7 +29,8 @@ from PIL import Image, ImageDraw
 from convlens.atlas.engine import Plan, read_images
 from convlens.atlas.state import BINS, StageState, State
 
-__all__ = ["atlas_data", "write_json", "write_pages", "crop_image", "slug", "DEAD"]
+__all__ = ["atlas_data", "write_json", "write_pages", "write_crops", "make_crops", "crop_path",
+           "crop_image", "slug", "DEAD"]
 
 FORMAT = 1
 DEAD = ("a channel is dead on an image when its maximum over all positions is <= 0 (after "
@@ -169,12 +173,15 @@ class _Fields:
         return self.cache[key]
 
 
-def write_crops(state: State, plan: Plan, model: Any, preprocess: Any, out: str | Path,
-                channels: int | None = None) -> dict[tuple[str, int, int], Path]:
-    """Every shown top-k entry's crop as a PNG under ``out/crops``; returns their paths by
-    (stage, channel, rank)."""
-    from convlens.display.embed import png_bytes
+def crop_path(stage: str, channel: int, rank: int) -> str:
+    """Where the crop of rank ``rank`` (0-based) of a channel lies, relative to OUT."""
+    return f"crops/{slug(stage)}/c{int(channel):04d}-{int(rank) + 1}.png"
 
+
+def make_crops(state: State, plan: Plan, model: Any, preprocess: Any,
+               channels: int | None = None) -> Iterator[tuple[tuple[str, int, int], Image.Image]]:
+    """``((stage, channel, rank), crop)`` for every top-k entry of channels ``0 ..
+    channels - 1`` of each stage (all when None), the images read in chunks."""
     wanted: dict[str, list[tuple[str, int, int]]] = {}
     for s in state.stages.values():
         for c in range(s.channels if channels is None else min(channels, s.channels)):
@@ -183,11 +190,10 @@ def write_crops(state: State, plan: Plan, model: Any, preprocess: Any, out: str 
                 if p:
                     wanted.setdefault(p, []).append((s.name, c, r))
     if not wanted:
-        return {}
+        return
     paths = sorted(wanted)
     first, _, _ = read_images(plan.root, paths[:1], plan.size)
     fields = _Fields(model, preprocess, plan, first[0]) if first is not None else None
-    written: dict[tuple[str, int, int], Path] = {}
     for i in range(0, len(paths), 64):  # read the images in chunks
         chunk = paths[i:i + 64]
         images, good, _ = read_images(plan.root, chunk, plan.size)
@@ -195,11 +201,21 @@ def write_crops(state: State, plan: Plan, model: Any, preprocess: Any, out: str 
             for name, c, r in wanted[p]:
                 s = state.stages[name]
                 box = fields.box(name, s.top_pos[c, r], c) if (s.spatial and fields) else None
-                pic = crop_image(images[j], *(box if box else (None, None)))  # type: ignore[index]
-                path = Path(out, "crops", slug(name), f"c{c:04d}-{r + 1}.png")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(png_bytes(pic))
-                written[(name, c, r)] = path
+                yield (name, c, r), crop_image(images[j], *(box if box else (None, None)))  # type: ignore[index]
+
+
+def write_crops(state: State, plan: Plan, model: Any, preprocess: Any, out: str | Path,
+                channels: int | None = None) -> dict[tuple[str, int, int], Path]:
+    """Every shown top-k entry's crop as a PNG under ``out/crops``; returns their paths by
+    (stage, channel, rank)."""
+    from convlens.display.embed import png_bytes
+
+    written: dict[tuple[str, int, int], Path] = {}
+    for key, pic in make_crops(state, plan, model, preprocess, channels):
+        path = Path(out, crop_path(*key))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png_bytes(pic))
+        written[key] = path
     return written
 
 
@@ -210,6 +226,8 @@ _CSS = """
 .at-crops{display:flex;flex-wrap:wrap;gap:6px}.at-crops figure{margin:0;text-align:center;
  font-size:11px;color:#555}.at-crops img{display:block;image-rendering:pixelated;
  border:1px solid #ccc}.at-dead{color:#b00}
+.at-crops figure.at-max{margin-left:10px;padding-left:10px;border-left:1px dashed #bbb}
+.at-note{color:#666;font-style:italic}
 """
 
 
@@ -240,8 +258,39 @@ def _histogram_svg(ch: Mapping[str, Any]) -> str:
             f"{''.join(bars)}{zero}{label}</svg>")
 
 
+def maximize_note(data: Mapping[str, Any]) -> str:
+    """The page's one line about activation maximisation ("" when not asked for)."""
+    mx = data.get("maximize")
+    if not mx:
+        return ""
+    if mx.get("note"):
+        return f"<p class='at-note'>{html.escape(mx['note'])}.</p>"
+    st = mx["settings"]
+    size = "x".join(map(str, st["size"])) if st.get("size") else ""
+    notes = "".join(f"<br>{html.escape(n['stage'])}: {html.escape(n['note'])}"
+                    for n in mx.get("notes", []))
+    return (f"<p class='at-note'>Beside the crops: each channel's activation maximisation "
+            f"(dashed line), an input synthesised from noise by {st['steps']} steps of "
+            f"gradient ascent on {html.escape(st['objective'])}; {size} px, seed "
+            f"{st['seed']}.{notes}</p>")
+
+
+def maximization_figure(ch: Mapping[str, Any], png: bytes | None, width: int | None = None) -> str:
+    """The ``<figure>`` of a channel's maximisation image ("" when it has none)."""
+    from convlens.display.embed import data_uri, img_tag
+
+    mx = ch.get("maximization")
+    if not mx or png is None:
+        return ""
+    tip = (f"activation maximisation of channel {ch['channel']}: the channel's objective "
+           f"{mx['start']:.4g} on the start image, {mx['final']:.4g} on this one")
+    alt = f"activation maximisation of channel {ch['channel']}"
+    return (f"<figure class='at-max'>{img_tag(data_uri(png), alt, width=width, title=tip)}"
+            "<figcaption>maximised</figcaption></figure>")
+
+
 def _stage_page(data: Mapping[str, Any], stage: Mapping[str, Any], crops: Mapping[tuple[str, int, int], Path],
-                channels: int | None, nav: str) -> str:
+                channels: int | None, nav: str, out: Path | None = None) -> str:
     from convlens.display.embed import data_uri, img_tag
     from convlens.report.page import page
 
@@ -259,6 +308,10 @@ def _stage_page(data: Mapping[str, Any], stage: Mapping[str, Any], crops: Mappin
             tip = f"{e['image']}: {e['value']:.4g}{pos}"
             figs.append(f"<figure>{img_tag(data_uri(path.read_bytes()), e['image'], title=tip)}"
                         f"<figcaption>{e['value']:.3g}</figcaption></figure>")
+        mx = ch.get("maximization")
+        if mx and out is not None and Path(out, mx["image"]).is_file():
+            figs.append(maximization_figure(ch, Path(out, mx["image"]).read_bytes(),
+                                            width=CROP_PX))
         dead = ch["dead"]
         dead_txt = "" if dead is None else (
             f"<span class='{'at-dead' if dead > 0.5 else ''}'>dead on {100 * dead:.1f}% of "
@@ -276,8 +329,8 @@ def _stage_page(data: Mapping[str, Any], stage: Mapping[str, Any], crops: Mappin
             f"{data['images']} images per channel by its response (the maximum over "
             "positions), each cut to the receptive field of that maximum (outlined) with some "
             f"context. {html.escape(DEAD)}.</p>")
-    body = head + more + "".join(rows)
-    return page(f"atlas: {name}", nav, body).replace("</style>", _CSS + "</style>", 1)
+    body = head + maximize_note(data) + more + "".join(rows)
+    return page(f"atlas: {name}", nav, body, css=_CSS)
 
 
 def write_pages(data: Mapping[str, Any], crops: Mapping[tuple[str, int, int], Path], out: str | Path,
@@ -290,7 +343,7 @@ def write_pages(data: Mapping[str, Any], crops: Mapping[tuple[str, int, int], Pa
     written = []
     for stage in data["stages"]:
         path = out / f"{slug(stage['name'])}.html"
-        path.write_text(_stage_page(data, stage, crops, channels, nav), encoding="utf-8")
+        path.write_text(_stage_page(data, stage, crops, channels, nav, out), encoding="utf-8")
         written.append(path)
     from convlens.report.page import page
 
@@ -303,7 +356,8 @@ def write_pages(data: Mapping[str, Any], crops: Mapping[tuple[str, int, int], Pa
             f"<li>{html.escape(s['image'])}: {html.escape(s['reason'])}</li>"
             for s in data["skipped"]) + "</ul>")
     body = (f"<h1>Atlas of {html.escape(data['model'])}</h1><p>{data['images']} images "
-            f"({data['files']} files), top {data['k']} per channel.</p><ul>{items}</ul>{skipped}")
+            f"({data['files']} files), top {data['k']} per channel.</p>{maximize_note(data)}"
+            f"<ul>{items}</ul>{skipped}")
     index = out / "index.html"
     index.write_text(page("convlens atlas", nav, body), encoding="utf-8")
     return [index, *written]

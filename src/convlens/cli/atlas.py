@@ -17,11 +17,13 @@ _EXAMPLES = """examples:
   convlens atlas /shared/photos --model zoo:efficientnet-lite0 --engine dask \\
       --scheduler tcp://head:8786 -o atlas      # the workers must see /shared/photos
   convlens atlas photos/ --model zoo:lenet -o atlas --resume   # after an interruption
+  convlens atlas digits/ --model zoo:lenet -o atlas --maximize  # + activation maximisation
 
 OUT gets atlas.json (per stage and channel: the top-k images with the value and position
 of the channel's maximum, mean, std, dead fraction, histogram; run facts under "run"),
 crops/ (the receptive field of each maximum, outlined), index.html and one page per
-stage.  The running state is checkpointed to OUT/atlas-state.npz; --resume continues it.
+stage, and with --maximize OUT/maximize/ (one synthesised image per shown channel).  The
+running state is checkpointed to OUT/atlas-state.npz; --resume continues it.
 """
 
 
@@ -58,6 +60,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="channels shown per stage page (default: %(default)s; atlas.json "
                         "has them all); 0 for all")
     p.add_argument("--no-pages", action="store_true", help="write atlas.json only")
+    p.add_argument("--maximize", action="store_true",
+                   help="after the run, each shown channel's activation maximisation (an "
+                        "input synthesised by gradient ascent) beside its crops, in "
+                        "OUT/maximize/STAGE/C.png; needs a PyTorch or Keras model")
+    p.add_argument("--maximize-steps", type=int, metavar="N", default=64,
+                   help="gradient steps per channel for --maximize (default: %(default)s)")
+    p.add_argument("--maximize-size", metavar="N|HxW", default=None,
+                   help="side of the maximisation images (default: the size the model sees)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     add_out(p, folder=True, required=True)
     return p
@@ -71,21 +81,30 @@ def run(args: argparse.Namespace) -> int:
     # glibc setting, so made here by the command, never by the library)
     ensure_tuned()
 
-    for name in ("k", "batch", "workers"):
+    for name in ("k", "batch", "workers", "maximize_steps"):
         if getattr(args, name) < 1:
-            raise ConvlensError(f"--{name} {getattr(args, name)} is not valid; expected a "
-                                "positive number")
+            raise ConvlensError(f"--{name.replace('_', '-')} {getattr(args, name)} is not "
+                                "valid; expected a positive number")
     if args.scheduler and args.engine != "dask":
         raise ConvlensError("--scheduler goes with --engine dask")
     if args.random_weights and not (args.model or "").startswith("zoo:"):
         raise ConvlensError("--random-weights goes with --model zoo:NAME")
+    mx_size = None
+    if args.maximize_size:
+        try:
+            mx_size = parse_size(args.maximize_size)
+        except ConvlensError:
+            raise ConvlensError(f"--maximize-size must look like 64x64 (or 64 for a square); "
+                                f"got {args.maximize_size!r}") from None
     result = atlas(
         args.folder, args.model, args.stages, args.k, net=args.net, backend=args.backend,
         seed=args.seed, weights="random" if args.random_weights else "trained",
         batch=args.batch, size=parse_size(args.size), engine=args.engine,
         workers=args.workers, scheduler=args.scheduler, out=args.out, resume=args.resume,
         checkpoint_every=args.checkpoint_every, pages=not args.no_pages,
-        page_channels=args.page_channels or None, progress=not args.quiet)
+        page_channels=args.page_channels or None, progress=not args.quiet,
+        maximize=args.maximize, maximize_steps=args.maximize_steps,
+        maximize_size=mx_size)
     data = result.data
     skipped = data["skipped"]
     for s in skipped[:20]:
@@ -95,4 +114,7 @@ def run(args: argparse.Namespace) -> int:
     stages = ", ".join(f"{s['name']} ({len(s['channels'])} channels)" for s in data["stages"])
     print(f"atlas of {data['images']} images, {stages}: {data['run']['images_per_s']} images/s; "
           f"wrote {result.out}/atlas.json" + ("" if args.no_pages else " and index.html"))
+    note = (data.get("maximize") or {}).get("note")
+    if note:
+        print(f"no activation maximisation: {note}")
     return 0
