@@ -254,3 +254,51 @@ def test_a_bad_upload_shows_a_readable_error_and_the_page_keeps_working(page, tm
     assert page.locator("#spec-text").inner_text() == SPEC
     stage_item(page, "relu2").click()
     assert page.locator("#stage-title").inner_text() == "relu2 · activation · 97x147x3"
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A small ONNX model the page may load, and a TorchScript file it must refuse."""
+    import warnings
+
+    import torch
+    root = tmp_path_factory.mktemp("model-files")
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                              torch.nn.Conv2d(4, 2, 3)).eval()
+    x = torch.zeros(1, 3, 32, 32)
+    with warnings.catch_warnings():  # (the TorchScript-based exporter's deprecation notice)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(root / "tiny.onnx"), dynamo=False,
+                          input_names=["image"], dynamic_axes={"image": {2: "h", 3: "w"}})
+    torch.jit.script(net).save(str(root / "tiny.pt"))
+    return root
+
+
+def test_loading_a_model_file_shows_its_stages_and_refuses_torchscript(page, model_files):
+    path = model_files / "tiny.onnx"
+    ref = convlens.capture(convlens.load_model(path).model, convlens.cat())
+    n = renders(page)
+    page.set_input_files("#model-input", str(path))
+    wait_render(page, n)
+    assert page.locator("#model-select option:checked").inner_text() == "tiny.onnx (uploaded)"
+    assert page.locator(".stage-item .name").all_inner_texts() == ["input"] + ref.names
+    assert page.locator(".stage-item .shape").all_inner_texts()[1:] == \
+        [s.shape_str for s in ref.stages]
+    assert page.locator("#preprocess-line").inner_text() == \
+        "input preprocessing (the model's own): none"
+    assert page.locator("#model-text").inner_text().startswith("tiny.onnx (onnx), 4 stages.")
+    wait_js(page, "document.querySelectorAll('#grid .tile[data-painted]').length == 4")
+    page.shot("model-file")
+    n = renders(page)
+    page.select_option("#preprocess-select", "caffe")
+    wait_render(page, n)
+    assert page.locator("#preprocess-line").inner_text().startswith(
+        "input preprocessing (preset caffe): RGB -> BGR · scale x255 · normalize mean (103.939")
+    page.set_input_files("#model-input", str(model_files / "tiny.pt"))
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.locator("#error-text").inner_text().startswith(
+        "tiny.pt: a TorchScript archive or a torch.save pickle, which can run code when loaded; "
+        "the page loads only .keras, .h5, .onnx, .pt2 files")
+    assert page.locator("#model-select").input_value() == "m1"  # the page keeps the model
+    page.shot("model-refused")

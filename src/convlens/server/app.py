@@ -27,6 +27,7 @@ in a folder it made).  Every response carries the headers of
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
@@ -150,9 +151,16 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     items = traces.items() if isinstance(traces, Mapping) else ((None, t) for t in traces)
     for label, tr in items:
         compute.pin_trace(state, tr, label)
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        try:
+            yield
+        finally:
+            state.close()  # uploaded model files go when the server stops
+
     app = FastAPI(title="convlens explorer", version=__version__,
                   description="See what a CNN does to an image, stage by stage.",
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.explorer = state
     pool = app.state.pool = WorkPool(workers, queue)
 

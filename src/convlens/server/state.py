@@ -236,6 +236,16 @@ class ExplorerState:
                 weakref.finalize(self, shutil.rmtree, self._model_dir, True)
             return Path(self._model_dir)
 
+    def close(self) -> None:
+        """Drop the uploaded models and remove their folder (the server stops)."""
+        with self.model_lock:
+            for model_id in self.uploaded:
+                self.models.pop(model_id, None)
+            self.uploaded.clear()
+            folder, self._model_dir = self._model_dir, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def add_model_file(self, source: BinaryIO, suffix: str, label: str) -> ModelEntry:
         """Copy an uploaded model file (``suffix`` from :func:`upload_format`) into the
         server's folder under a new id, load it with :func:`~convlens.capture.files.
