@@ -129,8 +129,11 @@ def test_formats_that_run_code_are_refused_with_one_line(files, app):
             assert body["type"] == "UnsupportedModelFormat"
             assert body["message"].startswith(f"{name}: ")
             assert "the page loads only .keras, .h5, .onnx, .pt2 files" in body["message"]
-        body = error_of(post_model(c, "net.pt", (files / "net.pt").read_bytes()), 415)
+        r = post_model(c, "net.pt", (files / "net.pt").read_bytes())
+        body = error_of(r, 415)
         assert "TorchScript archive or a torch.save pickle, which can run code" in body["message"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
         error_of(c.post("/api/models", files={"wrong": ("net.onnx", b"x")}), 422)
         error_of(post_model(c, "empty.onnx", b""), 400)
         assert c.get("/api/info").json()["models"][-1]["id"] == "zoo:efficientnet-lite0"
