@@ -153,3 +153,14 @@ def test_a_file_over_the_limit_is_never_written_silently(tmp_path, monkeypatch, 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "z.png")
     assert main(["run", str(tmp_path / "z.png"), "--net", "relu", "-o", str(tmp_path / "o")]) == 0
     assert "writing trace.npz of about" in capsys.readouterr().err
+
+
+def test_a_preset_keeps_the_models_geometry():
+    # LeNet takes 32x32 grey: a preset changes how values are scaled, not the size
+    cat = convlens.cat()
+    trace = convlens.make_trace(cat, model="zoo:lenet", preprocess={"preset": "keras-mobilenet"})
+    assert trace.model_input.shape == (1, 1, 32, 32)
+    grey = Preprocess(size=(32, 32), grayscale=True).apply(cat[None])[0]
+    np.testing.assert_allclose(trace.model_input, grey * 2.0 - 1.0, atol=1e-6)
+    with pytest.raises(convlens.ImageError, match="mean has 3 values; expected 1"):
+        convlens.make_trace(cat, model="zoo:lenet", preprocess={"preset": "imagenet"})

@@ -32,8 +32,10 @@ def choose_preprocess(own: Preprocess | None, given: Preprocess | Mapping[str, A
     """The preprocessing a model gets: ``given`` when it is a :class:`Preprocess`; the
     model's own (``own``; for a loaded model, judged on ``batch`` — LeNet inverts light
     digits) when ``given`` is ``None``; otherwise ``given`` is a dict of changes — a
-    ``"preset"`` name (:data:`convlens.preprocess.PRESETS`) replaces the model's own, and
-    the other keys are :class:`Preprocess` fields — applied on top."""
+    ``"preset"`` name (:data:`convlens.preprocess.PRESETS`) replaces how the model's own
+    scales values but keeps its size and greyscale, and the other keys are
+    :class:`Preprocess` fields — applied on top; what the model declares (a fixed input
+    size, one channel) and nobody said is filled in."""
     if isinstance(given, Preprocess):
         return given
     if loaded is not None and batch is not None and not given:
@@ -43,8 +45,27 @@ def choose_preprocess(own: Preprocess | None, given: Preprocess | Mapping[str, A
     changes = dict(given)
     preset = changes.pop("preset", None)
     if preset is not None:
-        return Preprocess.preset(preset, **changes)
-    return (own if own is not None else Preprocess()).replace(**changes)
+        # a preset says how values are scaled; the geometry (size, grey) stays the model's
+        keep = {"size": own.size, "grayscale": own.grayscale} if own is not None else {}
+        pre = Preprocess.preset(preset, **{**keep, **changes})
+    else:
+        pre = (own if own is not None else Preprocess()).replace(**changes)
+    return _fit(pre, getattr(loaded, "model", None))
+
+
+def _fit(pre: Preprocess, model: Any) -> Preprocess:
+    """What the model declares (a fixed input size, one grey channel) and the user did not
+    say: filled in, as capture does when nothing is given."""
+    if model is None:
+        return pre
+    from convlens.capture import expected_input
+
+    channels, size = expected_input(model)
+    if pre.size is None and size is not None:
+        pre = pre.replace(size=size)
+    if channels == 1 and not pre.grayscale:
+        pre = pre.replace(grayscale=True)
+    return pre
 
 
 def make_trace(images: Any, *, net: str | None = None, model: str | None = None,
