@@ -62,7 +62,7 @@ class AtlasResult:
                 self._memory[rel] = png_bytes(pic)
         self._crops_for = channels
 
-    def to_html(self, first: int = 4, limit: int = 32, thumb: int = 48) -> str:
+    def to_html(self, first: int = 4, limit: int = 16, thumb: int = 48) -> str:
         """The notebook view: a summary, then per stage the top-k crops of the first
         ``first`` channels (with their activation maximisation, when made) and channels up
         to ``limit`` behind "show all"; pictures shrunk to ``thumb`` px, as ``data:`` URIs."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -93,7 +92,8 @@ class _Line:
     done: int = 0
     t0: float = field(default_factory=time.perf_counter)
 
-    def show(self, stage: str) -> None:
+    def show(self, now: str) -> None:
+        """``now``: what is being worked on (or "" when done)."""
         if not self.enabled:
             return
         out = self.stream if self.stream is not None else sys.stderr
@@ -101,8 +101,8 @@ class _Line:
         rate = self.done / dt if dt > 0 and self.done else 0.0
         eta = time.strftime("%H:%M:%S", time.gmtime((self.total - self.done) / rate)) \
             if rate > 0 else "--:--:--"
-        out.write(f"\ractivation maximisation: {self.done}/{self.total} channels ({stage})  "
-                  f"{rate:.2f} channels/s  ETA {eta} ")
+        out.write(f"\ractivation maximisation: {self.done}/{self.total} channels  "
+                  f"{rate:.2f} channels/s  ETA {eta}  {now:<40}")
         if self.done == self.total:
             out.write("\n")
         out.flush()
@@ -113,8 +113,8 @@ def maximize_stages(model: Any, preprocess: Any, stages: Sequence[tuple[str, int
                     save: Callable[[str, int, bytes], None]) -> dict[str, Any]:
     """Maximise channels ``0 .. n-1`` of every ``(stage, n)`` in ``stages`` and hand each
     picture to ``save(stage, channel, png)``; returns what goes into ``atlas.json``:
-    ``{"settings": ..., "seconds": s, "stages": {stage: {channel: {"final": objective}}},
-    "notes": [...]}`` (a stage the maximisation cannot climb gets a note, not an error)."""
+    ``{"seconds": s, "stages": {stage: {channel: {"start": objective, "final": objective}}},
+    "notes": [...]}`` (the objective on the starting noise and on the picture) (a stage the maximisation cannot climb gets a note, not an error)."""
     from convlens.attribute.maximize import maximize
     from convlens.display.embed import png_bytes
     from PIL import Image
@@ -122,11 +122,11 @@ def maximize_stages(model: Any, preprocess: Any, stages: Sequence[tuple[str, int
     line = _Line(sum(n for _, n in stages), progress)
     out: dict[str, Any] = {"stages": {}, "notes": []}
     t0 = time.perf_counter()
-    line.show(stages[0][0] if stages else "")
     for name, n in stages:
         done: dict[int, dict[str, Any]] = {}
         for a in range(0, n, CHUNK):
             chans = list(range(a, min(n, a + CHUNK)))
+            line.show(f"(now {name} {chans[0]}..{chans[-1]})")
             try:
                 m = maximize(model, name, chans, size=settings.size, steps=settings.steps,
                              seed=settings.seed, decorrelate=settings.decorrelate,
@@ -141,8 +141,8 @@ def maximize_stages(model: Any, preprocess: Any, stages: Sequence[tuple[str, int
                 save(name, c, png_bytes(Image.fromarray(px)))
                 done[c] = {"start": float(m.start[i]), "final": float(m.final[i])}
             line.done += len(chans)
-            line.show(name)
         out["stages"][name] = done
+    line.show("")
     out["seconds"] = time.perf_counter() - t0
     return out
 

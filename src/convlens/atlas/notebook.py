@@ -71,7 +71,7 @@ def _row(stage: str, ch: Mapping[str, Any], picture: Callable[[str], bytes | Non
 
 
 def atlas_html(data: Mapping[str, Any], picture: Callable[[str], bytes | None],
-               first: int = 4, limit: int = 32, thumb: int = 48, source: str = "") -> str:
+               first: int = 4, limit: int = 16, thumb: int = 48, source: str = "") -> str:
     """The notebook view of an atlas (see the module docs); ``picture(path)`` gives the
     PNG bytes of a file relative to OUT (a crop or a maximisation image) or None."""
     from convlens.display.style import style_tag
