@@ -316,9 +316,11 @@ def _stage_page(data: Mapping[str, Any], stage: Mapping[str, Any], crops: Mappin
         dead_txt = "" if dead is None else (
             f"<span class='{'at-dead' if dead > 0.5 else ''}'>dead on {100 * dead:.1f}% of "
             "images</span>")
-        mean = "" if ch["mean"] is None else f"mean {ch['mean']:.3g}, std {ch['std']:.3g}<br>"
+        mean = "" if ch["mean"] is None else (f"mean {ch['mean']:.3g}, std {ch['std']:.3g} "
+                                              "(all positions)<br>")
         rows.append(f"<div class='at-ch' id='c{c}'><div class='at-info'><b>channel {c}</b><br>"
-                    f"{mean}{dead_txt}<br>{_histogram_svg(ch)}</div>"
+                    f"{mean}{dead_txt}<br>{_histogram_svg(ch)}<br>"
+                    "<small>each image's response (its maximum)</small></div>"
                     f"<div class='at-crops'>{''.join(figs)}</div></div>")
     more = ""
     if len(shown) < len(stage["channels"]):

@@ -20,6 +20,7 @@ _EXAMPLES = """examples:
   convlens serve --model my_model.keras --port 8080
   convlens serve --model mynet.py:ResCat --weights w.pt
   convlens serve --trace run.npz       a saved Trace (Trace.save), shown as it is
+  convlens serve --atlas atlas-out/    an atlas (convlens atlas -o atlas-out), linked
 
 The page: choose an image (the cat, a digit, your own: upload or drop it) and a model
 (or load a .keras, .h5, .onnx or .pt2 file from the page), and a preprocessing preset;
@@ -37,6 +38,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="FILE.npz", action="append", default=[],
                    help="a Trace saved with Trace.save (repeatable): offered among the "
                         "models and opened first")
+    p.add_argument("--atlas", metavar="DIR", action="append", default=[],
+                   help="a folder written by convlens atlas (repeatable): its pages are "
+                        "served and linked from the page")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only)")
     p.add_argument("--port", type=int, default=8000,
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
         tr = Trace.load(path)  # a bad file: TraceError, one line
         traces[f"{Path(path).name}: {tr.model_name} ({len(tr)} stages)"] = tr
     app = create_app(args.model, allowed_hosts=hosts, torch_threads=args.torch_threads,
-                     traces=traces, workers=args.workers, queue=args.queue, **options)
+                     traces=traces, workers=args.workers, queue=args.queue,
+                     atlases=list(args.atlas), **options)
     if args.model:  # load it now: a bad file is a one-line error, not a broken page
         _check_model(app, args.model, options)
     sock = _bind(args.host, args.port)

@@ -44,6 +44,7 @@ from convlens.errors import ConvlensError, ImageError, ModelError
 from convlens.preprocess import PRESETS
 from convlens.report import security
 from convlens.trace import Trace
+from convlens.server import atlas as atlas_routes
 from convlens.server import compute, features
 from convlens.server.compute import DEFAULT_SPEC
 from convlens.server.arithmetic import explain_position
@@ -131,7 +132,8 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
                torch_threads: int | None = None,
                traces: Sequence[Trace] | Mapping[str, Trace] = (),
                workers: int = WORKERS, queue: int = QUEUE,
-               weights: str | None = None, trust_model_code: bool = False) -> FastAPI:
+               weights: str | None = None, trust_model_code: bool = False,
+               atlases: Sequence[Any] | Mapping[str, Any] = ()) -> FastAPI:
     """The explorer app.  ``model`` is a model file, ``zoo:NAME`` or ``MODULE:CALLABLE``
     (with ``weights``, its state dict; ``trust_model_code`` allows a pickled module:
     both as :func:`convlens.load_model` takes them) offered on the page (loaded on first
@@ -143,11 +145,14 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     elsewhere (``convlens.capture``, ``Trace.load``), a mapping gives them labels: the
     page offers them among the models and opens the first; they get ids ``t1``, ``t2``...
     in order.  ``workers`` requests compute at once and ``queue`` more wait; any more
-    are answered 503 with ``Retry-After`` (:mod:`.pool`; ``app.state.pool``)."""
+    are answered 503 with ``Retry-After`` (:mod:`.pool`; ``app.state.pool``).  ``atlases``
+    are folders written by ``convlens atlas``, served under ``/atlas/<id>/`` and linked
+    from the page (:mod:`.atlas`)."""
     from convlens import __version__
 
     state = ExplorerState(cli_model=model, torch_threads=torch_threads, weights=weights,
                           trust_model_code=trust_model_code)
+    held_atlases = atlas_routes.Atlases(atlases)
     items = traces.items() if isinstance(traces, Mapping) else ((None, t) for t in traces)
     for label, tr in items:
         compute.pin_trace(state, tr, label)
@@ -240,6 +245,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
                     "model_bytes": max_model_bytes},
             features=features.available(),
             traces=[ModelInfo(id=e.id, label=e.cache["label"]) for e in state.pinned.values()],
+            atlases=[ModelInfo(**a) for a in held_atlases.listing()],
             presets=list(PRESETS), model_formats=dict(UPLOAD_FORMATS),
         )
 
@@ -381,6 +387,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
             "Content-Disposition": f'attachment; filename="convlens-{entry.id}.html"',
             "Content-Security-Policy": security.page_policy(html)})
 
+    atlas_routes.add_routes(app, held_atlases)
     app.add_middleware(SecurityHeaders)
     return app
 

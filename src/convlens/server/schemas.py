@@ -59,6 +59,8 @@ class Info(BaseModel):
     default_diverging: str
     limits: dict[str, int]
     features: dict[str, bool]
+    atlases: list[ModelInfo] = Field(default_factory=list, description="Atlas folders "
+                                     "(serve --atlas), pages under /atlas/<id>/")
     traces: list[ModelInfo] = Field(default_factory=list, description="Traces the server "
                                     "holds (create_app(traces=...), serve --trace): open "
                                     "one with GET /api/traces/{id}")

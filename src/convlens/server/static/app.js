@@ -351,6 +351,17 @@ async function main() {
   const modelSel = $("#model-select");
   for (const m of info.models) modelSel.append(new Option(m.label, m.id));
   for (const t of info.traces || []) modelSel.append(new Option(t.label, `held:${t.id}`));
+  // atlases (serve --atlas): their pages open in a new tab, served by this server
+  const atlasLinks = $("#atlas-links");
+  for (const a of info.atlases || []) {
+    const link = document.createElement("a");
+    link.href = `/atlas/${a.id}/`;
+    link.target = "_blank";
+    link.rel = "noopener";
+    link.textContent = `Atlas: ${a.label}`;
+    atlasLinks.append(link);
+    atlasLinks.hidden = false;
+  }
   const preSel = $("#preprocess-select");
   for (const name of info.presets || []) preSel.append(new Option(name, name));
   const formats = Object.keys(info.model_formats || {});
