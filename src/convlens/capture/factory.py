@@ -160,8 +160,6 @@ def load_pickled(path: Path) -> Any:
 
     warnings.warn(f"{path}: unpickling a full model runs code from the file "
                   "(--trust-model-code); only do this with files you trust", stacklevel=3)
-    sys.stderr.write(f"convlens: warning: {path.name} is a pickled model; loading it runs code "
-                     "from the file because --trust-model-code was given\n")
     try:
         model = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:

@@ -383,8 +383,9 @@ def load_torchscript(path: Path) -> Any:
     if not any(n.endswith("constants.pkl") or "/code/" in n for n in names):
         raise ModelError(
             f"{path}: a pickled PyTorch file (torch.save), not TorchScript; convlens does not "
-            "unpickle model files because that can run arbitrary code — export it with "
-            "torch.jit.script(model).save(path), or pass the nn.Module in Python"
+            "unpickle model files because that can run arbitrary code — a state dict: "
+            "--model MODULE:CALLABLE --weights FILE; a whole model: export it with "
+            "torch.jit.script(model).save(path), or --trust-model-code if you trust the file"
         )
     try:
         with warnings.catch_warnings():  # TorchScript's own deprecation notice

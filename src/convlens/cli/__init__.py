@@ -12,6 +12,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from typing import Sequence
 
 from convlens.cli.common import FORMATTER, Parser
@@ -54,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning on the command line: one line, no source location."""
+    (file or sys.stderr).write(f"convlens: warning: {' '.join(str(message).split())}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -61,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():  # restored on the way out
+            warnings.showwarning = _one_line
+            return int(args.handler(args))
     except ConvlensError as exc:
         sys.stderr.write(f"convlens {args.command}: error: {exc}\n")
         return 2
