@@ -60,3 +60,23 @@ def test_nothing_outside_the_atlas_folder_is_served(atlas_dir, tmp_path):
     (atlas_dir / "crops" / "link.png").unlink()
     with pytest.raises(convlens.ConvlensError, match="not an atlas folder"):
         create_app(atlases=[tmp_path])
+
+
+def test_a_crash_is_a_one_line_500_with_the_security_headers(monkeypatch):
+    from convlens.report import security
+    from convlens.server import state as S
+
+    app = create_app()
+
+    def boom(self, *a, **k):
+        raise RuntimeError("kaboom\nsecond line")
+
+    monkeypatch.setattr(S.ExplorerState, "image", boom)
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.post("/api/traces", json={"image": "cat", "model": "toy",
+                                         "spec": "conv(2, 3x3)", "seed": 0})
+    assert r.status_code == 500
+    assert r.json()["error"]["message"] == "internal error: kaboom second line"
+    for k, v in security.HEADERS.items():
+        assert r.headers[k] == v
+    assert r.headers["content-security-policy"] == security.API_POLICY

@@ -219,7 +219,11 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
     async def _crash(_: Request, exc: Exception):
         log.exception("explorer request failed")
         text = " ".join(str(exc).split())[:300]
-        return _error(500, type(exc).__name__, f"internal error: {text}")
+        response = _error(500, type(exc).__name__, f"internal error: {text}")
+        # a crash's response is sent from outside the middleware stack: secured here
+        response.headers.update({**security.HEADERS,
+                                 "Content-Security-Policy": security.API_POLICY})
+        return response
 
     # -- the page ------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
