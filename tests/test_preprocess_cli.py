@@ -164,3 +164,15 @@ def test_a_preset_keeps_the_models_geometry():
     np.testing.assert_allclose(trace.model_input, grey * 2.0 - 1.0, atol=1e-6)
     with pytest.raises(convlens.ImageError, match="mean has 3 values; expected 1"):
         convlens.make_trace(cat, model="zoo:lenet", preprocess={"preset": "imagenet"})
+
+
+def test_the_journey_gif_starts_with_what_the_network_saw(tmp_path):
+    from convlens.export import journey_frames
+
+    path = _dark_on_light_seven(tmp_path)      # white paper, dark ink
+    trace = convlens.make_trace(str(path), model="zoo:lenet")
+    first = np.asarray(journey_frames(trace, tile=128)[0].convert("L"), np.float64) / 255
+    # LeNet saw it inverted: the picture in the first frame is mostly dark
+    h, w = first.shape
+    picture = first[int(h * 0.25):int(h * 0.7), 10:138]
+    assert picture.mean() < 0.35

@@ -11,7 +11,7 @@ from convlens.errors import RenderError
 from convlens.render.colormaps import CmapName
 from convlens.render.journeyview import global_range
 from convlens.render.layout import pad, vstack
-from convlens.render.panel import input_panel, stage_panel
+from convlens.render.panel import network_input_panel, stage_panel
 from convlens.render.resolve import check_image, check_int, check_options
 from convlens.render.scale import NORM_LABELS, Norm
 from convlens.render.text import BACKGROUND, LABEL, MUTED, text_image
@@ -34,7 +34,7 @@ def journey_frames(trace: Trace, image: int = 0, norm: Norm = "stage", tile: int
         raise RenderError("the trace has no stages to animate; capture a model first")
     i = check_image(stages[0], image)
     vrange = global_range(stages) if norm == "global" else None
-    panels = [input_panel(trace.input, i, tile)]
+    panels = [network_input_panel(trace, i, tile)]  # what the network saw, as the journey
     panels += [stage_panel(s, i, norm, tile, max_channels, cmap, vrange) for s in stages]
     n = len(panels)
     head = f"{trace.model_name} · {NORM_LABELS[norm]}"
