@@ -146,3 +146,15 @@ def test_a_registered_adapter_captures_loads_and_is_listed(listnet_adapter, tmp_
     assert ".listnet" in capsys.readouterr().out
     with pytest.raises(convlens.ModelError, match="listnet models have no backend"):
         convlens.attribute.gradcam(loaded.model, img)
+
+
+def test_models_lists_every_way_to_bring_a_model(capsys):
+    from convlens.capture.adapters import adapters
+    from convlens.nets import zoo
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for a in adapters():
+        assert all(s in out for s in a.suffixes)
+    assert all(f"zoo:{n}" in out for n in zoo.available())
+    assert "MODULE:CALLABLE" in out and "--weights" in out and "--trust-model-code" in out

@@ -33,6 +33,11 @@ def models_text() -> str:
         lines.append(f"  {', '.join(a.suffixes):<20} {a.files}")
         if not have:
             lines.append(f"  {'':<20} ({a.name} is not installed: pip install 'convlens[{a.extra}]')")
+    lines += ["", "your own code (--model MODULE:CALLABLE):",
+              "  --model mynet.py:ResNet --weights w.pt   the callable builds the model; the state "
+              "dict loads with weights_only=True, strictly (also pkg.module:factory)",
+              "  --trust-model-code                        allow a pickled torch.save(model) file "
+              "(runs code from the file)"]
     lines += ["", "in Python: convlens.load_model(PATH or 'zoo:NAME') -> LoadedModel; "
               "convlens.capture(loaded.model, images, preprocess=loaded.preprocess)",
               "a torch.nn.Module or keras.Model you built: convlens.capture(model, images)"]
