@@ -158,3 +158,19 @@ def test_models_lists_every_way_to_bring_a_model(capsys):
         assert all(s in out for s in a.suffixes)
     assert all(f"zoo:{n}" in out for n in zoo.available())
     assert "MODULE:CALLABLE" in out and "--weights" in out and "--trust-model-code" in out
+
+
+def test_the_explorer_reads_its_upload_formats_from_the_registry():
+    pytest.importorskip("fastapi")
+    from convlens.server.state import UPLOAD_FORMATS, _upload_formats
+
+    safe = sorted(s for a in A.adapters() if a.load and not a.runs_file_code for s in a.suffixes)
+    assert list(UPLOAD_FORMATS) == safe == [".h5", ".keras", ".onnx", ".pt2"]
+    assert ".pt" not in UPLOAD_FORMATS  # TorchScript runs code from its file
+    adapter = A.Adapter(name="x", owns=lambda m: False, capture="m:c", expected="m:e",
+                        load="m:l", suffixes=(".xnet",), format="X nets")
+    A._ADAPTERS.append(adapter)
+    try:
+        assert _upload_formats()[".xnet"] == "X nets"
+    finally:
+        A._ADAPTERS.remove(adapter)

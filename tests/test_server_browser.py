@@ -299,6 +299,6 @@ def test_loading_a_model_file_shows_its_stages_and_refuses_torchscript(page, mod
     page.wait_for_selector("#error:not([hidden])")
     assert page.locator("#error-text").inner_text().startswith(
         "tiny.pt: a TorchScript archive or a torch.save pickle, which can run code when loaded; "
-        "the page loads only .keras, .h5, .onnx, .pt2 files")
+        "the page loads only .h5, .keras, .onnx, .pt2 files")
     assert page.locator("#model-select").input_value() == "m1"  # the page keeps the model
     page.shot("model-refused")

@@ -128,7 +128,7 @@ def test_formats_that_run_code_are_refused_with_one_line(files, app):
             body = error_of(post_model(c, name, data), 415)
             assert body["type"] == "UnsupportedModelFormat"
             assert body["message"].startswith(f"{name}: ")
-            assert "the page loads only .keras, .h5, .onnx, .pt2 files" in body["message"]
+            assert "the page loads only .h5, .keras, .onnx, .pt2 files" in body["message"]
         r = post_model(c, "net.pt", (files / "net.pt").read_bytes())
         body = error_of(r, 415)
         assert "TorchScript archive or a torch.save pickle, which can run code" in body["message"]

@@ -44,6 +44,11 @@ class Adapter:
     """One line for ``convlens models``: the files it loads and how to write one."""
     extra: str = ""
     """The pip extra that installs the framework."""
+    format: str = ""
+    """What its files are, in a few words (the explorer's upload list)."""
+    runs_file_code: bool = False
+    """Does running a model loaded from its files execute code the file carries
+    (TorchScript)?  Such formats are never accepted as uploads by the explorer."""
 
     def function(self, role: str) -> Callable[..., Any]:
         ref = getattr(self, role)
@@ -131,21 +136,22 @@ register(Adapter(
     backend="convlens.attribute.keras_backend:KerasBackend",
     load="convlens.capture.files:load_keras", suffixes=(".keras", ".h5"),
     files=".keras / .h5 (model.save(...)), loaded in Keras safe mode: no Python code from "
-          "the file runs", extra="keras"))
+          "the file runs", extra="keras", format="Keras (loaded in safe mode)"))
 register(Adapter(
     name="torchscript", owns=_is_torchscript,
     capture="convlens.capture.torchscript:capture_torchscript",
     expected="convlens.capture.torchscript:expected_input",
     load="convlens.capture.torchscript:load_torchscript", suffixes=(".pt", ".pth", ".ts"),
     files=".pt / .pth / .ts TorchScript, scripted or traced (torch.jit.script(model).save("
-          "path)); pickled torch.save(model) files are refused", extra="torch"))
+          "path)); pickled torch.save(model) files are refused", extra="torch",
+    format="TorchScript", runs_file_code=True))
 register(Adapter(
     name="export", owns=_is_exported,
     capture="convlens.capture.exported:capture_exported",
     expected="convlens.capture.exported:expected_input",
     load="convlens.capture.exported:load_exported", suffixes=(".pt2",),
     files=".pt2 torch.export programs (torch.export.save(torch.export.export(model, (x,)), "
-          "path))", extra="torch"))
+          "path))", extra="torch", format="torch.export program"))
 register(Adapter(
     name="torch", owns=_is_torch,
     capture="convlens.capture.torch:capture_torch",
@@ -158,4 +164,4 @@ register(Adapter(
     capture="convlens.capture.onnx:capture_onnx", expected="convlens.capture.onnx:expected_input",
     backend=None, load="convlens.capture.onnx:load_onnx", suffixes=(".onnx",),
     files=".onnx (torch.onnx.export(model, x, path)), run with onnxruntime; external data only "
-          "from the model's folder", extra="onnx"))
+          "from the model's folder", extra="onnx", format="ONNX"))

@@ -270,7 +270,7 @@ def create_app(model: str | None = None, *, max_upload_bytes: int = MAX_UPLOAD_B
 
     @app.post("/api/models", response_model=ModelUploadResult, responses=_ERRORS,
               openapi_extra=_MODEL_BODY,
-              summary="Upload a model file (.keras, .h5, .onnx, .pt2: formats that load "
+              summary=f"Upload a model file ({', '.join(UPLOAD_FORMATS)}: formats that load "
                       "without running code); it is offered among the models")
     async def upload_model(request: Request) -> Any:
         from starlette.formparsers import MultiPartException

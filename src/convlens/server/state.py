@@ -40,14 +40,18 @@ ZOO_MODELS: dict[str, str] = {
 }
 DIGIT_IDS = tuple(f"digit-{d}" for d in range(10))
 
-UPLOAD_FORMATS: dict[str, str] = {
-    ".keras": "Keras (loaded in safe mode)",
-    ".h5": "Keras HDF5 (loaded in safe mode)",
-    ".onnx": "ONNX",
-    ".pt2": "torch.export program",
-}
-"""Model files the page may upload: the formats that load without running code from the
-file.  TorchScript (``.pt``) and pickles are for ``convlens serve --model`` only."""
+def _upload_formats() -> dict[str, str]:
+    from convlens.capture.adapters import adapters
+
+    found = {s: a.format or a.name for a in adapters() if a.load and not a.runs_file_code
+             for s in a.suffixes}
+    return dict(sorted(found.items()))
+
+
+UPLOAD_FORMATS: dict[str, str] = _upload_formats()
+"""Model files the page may upload, read from the adapter registry: the formats that load
+and run without code from the file.  TorchScript (``.pt``) and pickles are for
+``convlens serve --model`` only."""
 MAX_UPLOADED_MODELS = 4
 """Uploaded models held at once; the oldest is dropped (and its file removed) first."""
 

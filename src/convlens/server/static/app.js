@@ -293,7 +293,8 @@ function setupDrop() {
     marked = area;
     if (area) area.classList.add("drop-target");
     overlay.classList.toggle("model", !!area);
-    overlay.textContent = area ? "Drop the model file to load it (.keras, .h5, .onnx, .pt2)"
+    const formats = Object.keys((state.info && state.info.model_formats) || {}).join(", ");
+    overlay.textContent = area ? `Drop the model file to load it (${formats})`
       : "Drop the image to upload it";
   };
   const done = () => { depth = 0; overlay.hidden = true; mark(null); };
