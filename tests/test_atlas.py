@@ -494,3 +494,19 @@ def test_load_reads_an_atlas_folder_back(toy_maximized, tmp_path):
     (tmp_path / "atlas.json").write_text('{"format": 99}')
     with pytest.raises(ConvlensError, match="atlas format 99"):
         load(tmp_path)
+
+
+def test_the_preprocessing_flags_reach_the_atlas(toy_folder, tmp_path):
+    # 0..255 input: channel 0 (the pixel's grey level) responds 255x as much, exactly the
+    # hand-worked values; the CLI's --scale reaches it too
+    exp0, _ = _expected_toy(5)
+    res = atlas(toy_folder, _toy_model(), stages="conv1", k=5, progress=False,
+                preprocess={"scale": 255.0})
+    got = res.data["stages"][0]["channels"][0]["top"]
+    np.testing.assert_allclose([e["value"] for e in got], [255 * v for _, v, _ in exp0], rtol=1e-6)
+    from convlens.atlas.engine import ModelSpec, load_spec
+
+    spec = ModelSpec(model="zoo:lenet", preprocess=(("preset", "keras-mobilenet"),))
+    _, pre = load_spec(spec)
+    assert (pre.size, pre.grayscale, pre.scale, pre.mean) == ((32, 32), True, 2.0, (1.0,))
+    assert "keras-mobilenet" in spec.describe()  # a checkpoint of another preprocessing is not resumed

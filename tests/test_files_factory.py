@@ -158,3 +158,21 @@ def test_pickled_full_models_need_trust_model_code(mynet, tmp_path, capsys):
     assert main(["run", str(img), "--model", str(tmp_path / "full.pt"), "--trust-model-code",
                  "-o", str(tmp_path / "o2")]) == 0
     assert "--trust-model-code" in capsys.readouterr().err
+
+
+def test_the_atlas_loads_a_factory_with_its_weights(mynet, tmp_path):
+    from convlens.atlas.engine import ModelSpec, load_spec
+
+    path, model = mynet
+    built, _ = load_spec(ModelSpec(model=f"{path}:ResCat", weights_file=str(tmp_path / "w.pt")))
+    for k, v in model.state_dict().items():
+        assert torch.equal(built.state_dict()[k], v)
+    assert main(["atlas", str(tmp_path), "--model", f"{path}:ResCat", "--weights",
+                 str(tmp_path / "w.pt"), "--stages", "add", "-k", "1", "--quiet", "--no-pages",
+                 "-o", str(tmp_path / "atl")]) == 0
+    import json
+    data = json.loads((tmp_path / "atl" / "atlas.json").read_text())
+    trace = convlens.capture(model, convlens.load_image(tmp_path / "img.png"))  # the one image
+    want = trace["add"].output[0].reshape(4, -1).max(1)
+    got = [ch["top"][0]["value"] for ch in data["stages"][0]["channels"]]
+    np.testing.assert_allclose(got, want, rtol=1e-6)

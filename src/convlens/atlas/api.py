@@ -6,7 +6,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from convlens.errors import ConvlensError
 from convlens.atlas.engine import ModelSpec, Plan, calibrate, list_images, load_spec, run_local
@@ -113,13 +113,16 @@ def load(out: str | os.PathLike[str]) -> AtlasResult:
 
 
 def _as_spec(model: Any, net: str | None, backend: str, seed: int, weights: str,
-             size: tuple[int, int] | None) -> ModelSpec | None:
+             size: tuple[int, int] | None, changes: tuple[tuple[str, Any], ...],
+             weights_file: str | None, trust_model_code: bool) -> ModelSpec | None:
     if isinstance(model, ModelSpec):
         return model
     if net is not None or isinstance(model, (str, os.PathLike)):
         in_shape = (3, *size) if (net is not None and size) else None
         return ModelSpec(model=None if net is not None else os.fspath(model), net=net,
-                         backend=backend, seed=seed, weights=weights, in_shape=in_shape)
+                         backend=backend, seed=seed, weights=weights, in_shape=in_shape,
+                         weights_file=os.fspath(weights_file) if weights_file else None,
+                         trust_model_code=trust_model_code, preprocess=changes)
     return None
 
 
@@ -133,6 +136,8 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
           pages: bool = True, page_channels: int | None = 256, progress: bool = True,
           maximize: bool = False, maximize_steps: int = 64,
           maximize_size: int | tuple[int, int] | None = None,
+          preprocess: Mapping[str, Any] | None = None, weights_file: str | os.PathLike[str] | None = None,
+          trust_model_code: bool = False,
           on_batch: Callable[[int, State], None] | None = None,
           _crash_marker: str | None = None) -> AtlasResult:
     """The atlas of ``model`` over every image under ``folder`` (recursively).
@@ -142,7 +147,11 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
     toy network (``seed``).  ``weights="random"``: a zoo model untrained.  ``stages``:
     names, kinds or globs (default: :func:`~convlens.atlas.default_stages`).  ``k``: images
     kept per channel.  Images are resized to ``size`` (default: the model's input size,
-    else the first image's) and preprocessed as the model expects.
+    else the first image's) and preprocessed as the model expects, with ``preprocess``
+    (changes such as ``{"preset": "imagenet"}``, as :func:`convlens.pipeline.
+    choose_preprocess` takes them) on top.  ``weights_file``: the state dict of a
+    ``MODULE:CALLABLE`` model; ``trust_model_code``: allow a pickled model (both as
+    :func:`convlens.load_model`).
 
     ``engine="local"`` runs in this process; ``"dask"`` on a ``LocalCluster`` of
     ``workers`` processes, on the scheduler at ``scheduler``, or on ``client`` (a
@@ -161,6 +170,7 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
     """
     from convlens import __version__
     from convlens.capture.files import LoadedModel
+    from convlens.pipeline import choose_preprocess
 
     if engine not in ("local", "dask"):
         from convlens.cli.common import did_you_mean
@@ -175,7 +185,9 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
     t0 = time.perf_counter()
     root = Path(folder).resolve()
     paths = list_images(root)
-    spec = _as_spec(model, net, backend, seed, weights, size)
+    changes = tuple(sorted(dict(preprocess or {}).items()))
+    spec = _as_spec(model, net, backend, seed, weights, size, changes, weights_file,
+                    trust_model_code)
     if spec is None and model is None:
         raise ConvlensError("atlas() needs a model: a file, zoo:NAME, a LoadedModel, a model "
                             "object, or net=SPEC")
@@ -183,9 +195,11 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
     if spec is not None:
         description = spec.describe()
     elif isinstance(model, LoadedModel):
-        loaded, description = (model.model, model.preprocess), model.name
+        pre = choose_preprocess(model.preprocess, dict(changes) or None, loaded=model)
+        loaded, description = (model.model, pre), model.name
     else:
-        loaded, description = (model, None), type(model).__name__
+        loaded, description = (model, choose_preprocess(None, dict(changes) or None)), \
+            type(model).__name__
     out_dir = Path(out) if out is not None else None
     run: dict[str, Any] = {"engine": engine, "batch": batch, "folder": str(root),
                            "host": platform.node(), "convlens": __version__,

@@ -48,7 +48,10 @@ class ModelSpec:
     """A model as text, so a worker process can load it itself: ``model`` (a model file
     or ``zoo:NAME``) or ``net`` (a toy-network spec built with ``seed``).  ``weights``:
     ``"trained"`` or ``"random"`` for zoo models.  ``in_shape`` is the toy net's input
-    ``(C, H, W)`` (needed for its dense layers)."""
+    ``(C, H, W)`` (needed for its dense layers).  ``weights_file`` (a state dict for
+    ``MODULE:CALLABLE``), ``trust_model_code`` and ``preprocess`` (the changes
+    :func:`convlens.pipeline.choose_preprocess` takes, as sorted ``(key, value)`` pairs)
+    go to :func:`convlens.load_model` and the preprocessing as in every command."""
 
     model: str | None = None
     net: str | None = None
@@ -56,6 +59,9 @@ class ModelSpec:
     seed: int = 0
     weights: str = "trained"
     in_shape: tuple[int, int, int] | None = None
+    weights_file: str | None = None
+    trust_model_code: bool = False
+    preprocess: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.net is None):
@@ -63,34 +69,44 @@ class ModelSpec:
                                 "network spec (--net SPEC)")
 
     def describe(self) -> str:
+        extra = "".join([f" (weights {Path(self.weights_file).name})" if self.weights_file else "",
+                         f" (preprocess {dict(self.preprocess)})" if self.preprocess else ""])
         if self.model is not None:
             return self.model + (f" (random weights, seed {self.seed})"
-                                 if self.weights == "random" else "")
-        return f"net {self.net!r} (seed {self.seed})"
+                                 if self.weights == "random" else "") + extra
+        return f"net {self.net!r} (seed {self.seed})" + extra
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "net": self.net, "backend": self.backend, "seed": self.seed,
                 "weights": self.weights,
-                "in_shape": list(self.in_shape) if self.in_shape else None}
+                "in_shape": list(self.in_shape) if self.in_shape else None,
+                "weights_file": self.weights_file, "trust_model_code": self.trust_model_code,
+                "preprocess": {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in self.preprocess}}
 
 
 def load_spec(spec: ModelSpec) -> tuple[Any, Any]:
     """``(model, preprocess)`` for ``spec`` (preprocess ``None``: capture's default)."""
+    from convlens.pipeline import choose_preprocess
+
+    changes = dict(spec.preprocess) or None
     if spec.net is not None:
         from convlens.nets import build
 
         kw = {"in_shape": tuple(spec.in_shape)} if spec.in_shape else {}
-        return build(spec.net, backend=spec.backend, seed=spec.seed, **kw), None  # type: ignore[arg-type]
+        model = build(spec.net, backend=spec.backend, seed=spec.seed, **kw)  # type: ignore[arg-type]
+        return model, choose_preprocess(None, changes)
     text = str(spec.model)
     if text.startswith("zoo:") and spec.weights != "trained":
         from convlens.nets import zoo
 
         zm = zoo.load(text, backend=spec.backend, weights=spec.weights, seed=spec.seed)  # type: ignore[arg-type]
-        return zm.model, zm.preprocess
+        return zm.model, choose_preprocess(zm.preprocess, changes)
     from convlens.capture.files import load_model
 
-    loaded = load_model(text, backend=spec.backend)
-    return loaded.model, loaded.preprocess
+    loaded = load_model(text, backend=spec.backend, weights=spec.weights_file,
+                        trust_model_code=spec.trust_model_code)
+    return loaded.model, choose_preprocess(loaded.preprocess, changes, loaded=loaded)
 
 
 # -- the images ---------------------------------------------------------------------------

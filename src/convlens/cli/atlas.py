@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from convlens.cli.common import FORMATTER, add_network, add_out, parse_size
+from convlens.cli.common import FORMATTER, add_network, add_out, parse_size, preprocess_from_args
 from convlens.errors import ConvlensError
 
 __all__ = ["add_parser", "run"]
@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, pages=not args.no_pages,
         page_channels=args.page_channels or None, progress=not args.quiet,
         maximize=args.maximize, maximize_steps=args.maximize_steps,
-        maximize_size=mx_size)
+        maximize_size=mx_size, preprocess=preprocess_from_args(args),
+        weights_file=args.weights, trust_model_code=args.trust_model_code)
     data = result.data
     skipped = data["skipped"]
     for s in skipped[:20]:
