@@ -7,7 +7,12 @@ line on stderr and exit status 2.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 __all__ = [
+    "nearest",
+    "did_you_mean",
     "ConvlensError",
     "ImageError",
     "ModelError",
@@ -48,3 +53,21 @@ class TraceError(ConvlensError, ValueError):
 
 class RenderError(ConvlensError, ValueError):
     """A rendering option is invalid for the data given."""
+
+
+def nearest(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6,
+            close: bool = False) -> list[str]:
+    """The few ``choices`` nearest ``word`` (what every "did you mean" of convlens says),
+    best first; ``close``: only those about as near as the best one."""
+    found = difflib.get_close_matches(str(word), list(dict.fromkeys(map(str, choices))),
+                                      n=n, cutoff=cutoff)
+    if close and found:
+        ratio = [difflib.SequenceMatcher(None, str(word), c).ratio() for c in found]
+        found = [c for c, r in zip(found, ratio) if r >= ratio[0] - 0.1]
+    return found
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'run'?"`` for the nearest of ``choices``, or ``""``."""
+    near = nearest(word, choices, n=n, cutoff=cutoff)
+    return f"; did you mean {' or '.join(repr(c) for c in near)}?" if near else ""

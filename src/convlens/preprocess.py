@@ -30,7 +30,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from convlens.errors import ImageError
+from convlens.errors import ImageError, nearest
 from convlens.images import resize
 
 __all__ = ["Preprocess", "LUMA_WEIGHTS", "IMAGENET_MEAN", "IMAGENET_STD", "PRESETS", "SCALES",
@@ -146,9 +146,7 @@ class Preprocess:
     def preset(cls, name: str, **fields: Any) -> "Preprocess":
         """The named preset (:data:`PRESETS`) with ``fields`` changed."""
         if name not in PRESETS:
-            import difflib
-
-            near = difflib.get_close_matches(str(name), list(PRESETS), n=2, cutoff=0.5)
+            near = nearest(name, PRESETS, n=2, cutoff=0.5)
             raise ImageError(f"unknown preprocessing preset {name!r}; expected one of "
                              f"{', '.join(PRESETS)}"
                              + (f"; did you mean {' or '.join(near)}?" if near else ""))

@@ -12,7 +12,6 @@ imports torch or keras.  Conventions:
 """
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import warnings
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 
-from convlens.errors import TraceError
+from convlens.errors import TraceError, nearest
 
 LARGE_FILE_BYTES = 2 ** 30
 """Files larger than this (1 GiB) are not written without saying so."""
@@ -79,9 +78,7 @@ def nearest_names(word: str, names: Sequence[str], *, also: Sequence[str] = (),
     near: list[str] = []
     if probe:
         pool = names + [str(x) for x in also if str(x) not in names]
-        near = difflib.get_close_matches(probe, pool, n=n, cutoff=0.6)
-        ratio = [difflib.SequenceMatcher(None, probe, c).ratio() for c in near]
-        near = [c for c, r in zip(near, ratio) if r >= ratio[0] - 0.1]  # the close ones
+        near = nearest(probe, pool, n=n, close=True)
     if near:
         return f"did you mean {' or '.join(repr(c) for c in near)}?"
     if not names:

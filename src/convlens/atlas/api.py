@@ -173,7 +173,7 @@ def atlas(folder: str | os.PathLike[str], model: Any = None,
     from convlens.pipeline import choose_preprocess
 
     if engine not in ("local", "dask"):
-        from convlens.cli.common import did_you_mean
+        from convlens.errors import did_you_mean
 
         raise ConvlensError(f"engine {engine!r} is not one of local, dask"
                             f"{did_you_mean(str(engine), ['local', 'dask'])}")

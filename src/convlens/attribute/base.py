@@ -16,14 +16,13 @@ the model's output (:data:`LOGITS`).
 """
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from convlens.errors import ModelError
+from convlens.errors import ModelError, nearest
 from convlens.images import as_batch, resize
 from convlens.preprocess import Preprocess
 
@@ -205,7 +204,7 @@ def _class_index(t: Any, names: list[str] | None) -> int:
             return low.index(t.lower())
         if t.strip().isdigit():
             return int(t)
-        near = difflib.get_close_matches(t.lower(), low, n=3, cutoff=0.6)
+        near = nearest(t.lower(), low)
         hint = f"; did you mean {', '.join(repr(names[low.index(n)]) for n in near)}?" if near else ""
         raise ModelError(f"unknown class {t!r}; expected a class index or one of this model's "
                          f"{len(names)} class names{hint}")

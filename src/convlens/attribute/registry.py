@@ -15,11 +15,10 @@ Kinds:
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from convlens.errors import ModelError
+from convlens.errors import ModelError, nearest
 
 __all__ = ["Method", "register_method", "method_named", "methods", "map_method_names"]
 
@@ -68,7 +67,7 @@ def method_named(name: str, *kinds: str) -> Method:
     if m is not None and (not kinds or m.kind in kinds):
         return m
     names = [m.name for m in methods(*kinds)]
-    near = difflib.get_close_matches(str(name), names, n=3, cutoff=0.5)
+    near = nearest(name, names, cutoff=0.5)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
     raise ModelError(f"unknown attribution method {name!r}; expected one of "
                      f"{', '.join(names)}{hint}")

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from convlens.errors import ModelError
+from convlens.errors import ModelError, nearest
 
 __all__ = ["is_factory", "load_factory", "load_state_dict", "load_pickled"]
 
@@ -73,9 +73,7 @@ def load_factory(spec: str, weights: str | Path | None) -> tuple[Any, str]:
     for part in m.group("name").split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
-            import difflib
-
-            near = difflib.get_close_matches(part, names, n=3, cutoff=0.6)
+            near = nearest(part, names)
             raise ModelError(f"{m.group('module')} has no {part!r}; expected a callable that "
                              "builds the model" + (f"; did you mean {' or '.join(near)}?" if near else ""))
         obj = getattr(obj, part)

@@ -9,23 +9,16 @@ write one (report, compare, stats, predict).
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 from typing import Any
 
-from convlens.errors import ConvlensError, ImageError
+from convlens.errors import ConvlensError, ImageError, did_you_mean
 
 __all__ = ["Parser", "add_network", "add_preprocess", "preprocess_from_args", "model_options", "add_out", "add_layers", "add_images", "parse_size",
            "load_batch", "trace_from_args", "did_you_mean", "FORMATTER"]
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
-
-
-def did_you_mean(word: str, choices: Any, n: int = 3, cutoff: float = 0.6) -> str:
-    """``"; did you mean 'run'?"`` for the nearest of ``choices``, or ``""``."""
-    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
-    return f"; did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
 
 
 _INVALID = re.compile(r"invalid choice: '([^']*)' \(choose from (.*)\)")

@@ -24,14 +24,13 @@ framework.  This module imports neither torch nor keras.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, replace
 from typing import Literal, Union
 
 import numpy as np
 
-from convlens.errors import SpecError
+from convlens.errors import SpecError, nearest
 from convlens.ops import output_size, pair, resolve_padding
 
 __all__ = [
@@ -53,9 +52,7 @@ _LAYER_WORDS = ("conv", "maxpool", "avgpool", "flatten", "dense") + tuple(ACTIVA
 
 def _near(word: str, choices: tuple[str, ...] | list[str]) -> str:
     """``"; did you mean 'relu'?"`` for the nearest of ``choices``, or ``""``."""
-    near = difflib.get_close_matches(word, list(dict.fromkeys(choices)), n=3, cutoff=0.5)
-    ratio = [difflib.SequenceMatcher(None, word, c).ratio() for c in near]
-    near = [c for c, r in zip(near, ratio) if r >= ratio[0] - 0.1]  # the close ones only
+    near = nearest(word, choices, cutoff=0.5, close=True)
     return f"; did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
 
 

@@ -21,12 +21,11 @@ Framework-free and drawing-free: the journey (panels) and the architecture diagr
 """
 from __future__ import annotations
 
-import difflib
 import heapq
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from convlens.errors import RenderError
+from convlens.errors import RenderError, nearest
 
 __all__ = ["GraphNode", "GraphLayout", "Geometry", "stage_graph", "restrict", "block_keys",
            "layout_graph", "place", "block_ranges", "INPUT", "Depth"]
@@ -140,7 +139,7 @@ def _check_expand(names: Sequence[str], expand: Sequence[str]) -> None:
     prefixes = {".".join(n.split(".")[:k]) for n in names for k in range(1, n.count(".") + 1)}
     for e in expand:
         if e not in prefixes:
-            close = difflib.get_close_matches(e, sorted(prefixes), n=3)
+            close = nearest(e, sorted(prefixes))
             hint = f"; did you mean {', '.join(close)}?" if close else (
                 f"; blocks are: {', '.join(sorted(prefixes)[:12])}" if prefixes else
                 "; no stage name has a dotted prefix, so there are no blocks")
