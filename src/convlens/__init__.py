@@ -9,7 +9,7 @@ network builders import them when they are first needed.
 """
 from __future__ import annotations
 
-from convlens import analysis, display, ops, render, report  # display, report, analysis register what a Trace shows
+from convlens import analysis, display, ops, render, report  # display, report, analysis register what a Trace shows  # noqa: F401
 from convlens.capture import capture
 from convlens.analysis import compare
 from convlens.errors import (

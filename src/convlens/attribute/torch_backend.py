@@ -71,7 +71,6 @@ class TorchBackend(Backend):
         want, target = wanted_stages(keep, objective)
         stages: list[StageInfo] = []
         tensors: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
         softmax: list[tuple[torch.Tensor, torch.Tensor]] = []
         can_stop = stop_early and target != LOGITS and bool(want)
 

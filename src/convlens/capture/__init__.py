@@ -8,12 +8,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from convlens.errors import CaptureError, ModelError
+from convlens.errors import CaptureError
 from convlens.images import as_batch
 from convlens.preprocess import Preprocess
 from convlens.trace import STAGE_KINDS, LazyStages, Stage, Trace, nearest_names

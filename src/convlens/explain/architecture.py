@@ -287,7 +287,7 @@ def _draw(source, in_shape, title, max_boxes, formulas, row_width, depth="auto",
         # from the box's right face (not its column's edge) into the next box's front
         (b, fh, t, d, cw), (x0, y0, _, _) = cols[s_], geo.boxes[s_]
         start = x0 + (cw - (t + d * 0.75)) / 2 + t + d * 0.75 + 4
-        (tb, tfh, tt, td, tcw), (tx0, _, _, _) = cols[v], geo.boxes[v]
+        (_, _, tt, td, tcw), (tx0, _, _, _) = cols[v], geo.boxes[v]
         end = tx0 + (tcw - (tt + td * 0.75)) / 2 - 4
         from_box = abs(pts[0][0] - geo.boxes[s_][2]) < 0.5  # else it enters from the row's start
         q = [(start, pts[0][1]) if from_box else pts[0], *pts[1:-1], (end, pts[-1][1])]

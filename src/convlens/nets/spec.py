@@ -31,7 +31,7 @@ from typing import Literal, Union
 import numpy as np
 
 from convlens.errors import SpecError, nearest
-from convlens.ops import output_size, pair, resolve_padding
+from convlens.ops import output_size, resolve_padding
 
 __all__ = [
     "Conv", "Pool", "Act", "Flatten", "Dense", "Layer", "NetSpec", "parse_spec",
